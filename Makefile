@@ -1,0 +1,58 @@
+# lora-edu: the two commands you need are `make lab` and `make test`.
+# Everything runs inside .venv, created on first use with the tested versions in constraints.txt.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8888
+NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+
+.PHONY: help venv lab test test-fast execute figures lint check-env clean
+
+help:
+	@echo "make lab        create .venv if missing, install, open JupyterLab on notebooks/ (localhost, token on)"
+	@echo "make test       create/update .venv, run unit tests and every notebook (nbval)"
+	@echo "make test-fast  unit tests only (no notebooks)"
+	@echo "make execute    re-execute every notebook in place, fresh kernel, top to bottom"
+	@echo "make figures    regenerate figures/ from code (lora_edu/figures.py)"
+	@echo "make lint       ruff"
+	@echo "make check-env  print OK/FAIL for every requirement"
+
+# Torch goes first and pinned: a plain `torch` requirement resolves to a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/python -m lora_edu.check_env || true
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
+		--ServerApp.open_browser=True $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+test: $(STAMP)
+	$(BIN)/ruff check lora_edu tests
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+execute: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
+
+figures: $(STAMP)
+	$(BIN)/python -m lora_edu.figures
+
+lint: $(STAMP)
+	$(BIN)/ruff check lora_edu tests
+
+check-env: $(STAMP)
+	$(BIN)/python -m lora_edu.check_env
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

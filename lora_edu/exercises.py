@@ -1,0 +1,135 @@
+"""Self-checks for the exercises at the end of each notebook.
+
+Each ``check_*`` function takes the learner's answer, prints whether it is right and *why*
+(including the most common wrong answers, which are the pitfalls the course teaches), and
+returns a :class:`Feedback` that is truthy when the answer is right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lora_edu._checks import as_matrix
+
+
+@dataclass
+class Feedback:
+    correct: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.correct
+
+    def __repr__(self) -> str:
+        return f"{'RIGHT' if self.correct else 'NOT YET'}: {self.message}"
+
+
+def _report(correct: bool, message: str) -> Feedback:
+    fb = Feedback(correct, message)
+    print(repr(fb))
+    return fb
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+# ----------------------------------------------------------------------------- notebook 01
+
+
+def check_rank_2_matrix(M: object) -> Feedback:
+    """Exercise 01.1: build a 4 x 5 matrix of rank exactly 2 with no zero entry."""
+    try:
+        M = as_matrix(M, "M")
+    except (TypeError, ValueError) as exc:
+        return _report(False, f"that is not a finite 2-D array ({exc})")
+    if M.shape != (4, 5):
+        return _report(False, f"the shape must be (4, 5), yours is {M.shape}")
+    if np.any(M == 0):
+        return _report(False, "no entry may be zero (zero rows or columns make it too easy)")
+    r = int(np.linalg.matrix_rank(M))
+    if r != 2:
+        return _report(False, f"its rank is {r}, not 2. Hint: B (4 x 2) @ A (2 x 5) has rank <= 2")
+    return _report(True, "rank 2: every column is a combination of the same two column vectors")
+
+
+def check_factored_params(d: int, k: int, r: int, answer: object) -> Feedback:
+    """Exercise 01.2: trainable parameters of a rank-r factorisation B (d x r) A (r x k)."""
+    if not _is_int(answer):
+        return _report(False, f"give a whole number, got {answer!r}")
+    right = r * (d + k)
+    if answer == right:
+        return _report(True, f"r * (d + k) = {r} * ({d} + {k}) = {right:,}")
+    if answer == r * d or answer == r * k:
+        return _report(False, "you counted only one of the two factors; B has d*r and A has r*k entries")
+    if answer == d * k:
+        return _report(False, "that is the dense matrix; the factorisation has r * (d + k)")
+    if answer == 2 * r * max(d, k) or answer == 2 * r * min(d, k):
+        return _report(False, "that treats the matrix as square; d and k differ here")
+    return _report(False, f"{answer:,} is not r * (d + k) for d={d}, k={k}, r={r}")
+
+
+def check_product_rank_bound(rank_A: int, rank_B: int, answer: object) -> Feedback:
+    """Exercise 01.3: the largest possible rank of A @ B given rank(A) and rank(B)."""
+    right = min(rank_A, rank_B)
+    if answer == right:
+        return _report(True, f"rank(AB) <= min(rank A, rank B) = {right}: AB's columns are combinations of A's")
+    if answer == rank_A + rank_B:
+        return _report(False, "ranks add for sums (rank(A + B) <= rank A + rank B), not for products")
+    if answer == rank_A * rank_B:
+        return _report(False, "a product cannot have more independent columns than either factor")
+    return _report(False, f"{answer!r} is not the bound; think about the column space of AB")
+
+
+# ----------------------------------------------------------------------------- notebook 02
+
+
+def check_rank_for_energy(image: np.ndarray, fraction: float, answer: object) -> Feedback:
+    """Exercise 02.1: smallest k keeping ``fraction`` of the image's energy (sum of sigma^2)."""
+    from lora_edu.svd import rank_for_energy
+
+    s = np.linalg.svd(as_matrix(image, "image"), compute_uv=False)
+    right = rank_for_energy(s, fraction)
+    if not _is_int(answer):
+        return _report(False, f"give a whole number of singular values, got {answer!r}")
+    if answer == right:
+        return _report(True, f"k = {right} keeps {100 * np.sum(s[:right]**2) / np.sum(s**2):.3f} %")
+    amp = int(np.argmax(np.cumsum(s) / s.sum() >= fraction) + 1)
+    if answer == amp:
+        return _report(False, "you summed sigma_i, not sigma_i^2: energy is the squared Frobenius norm")
+    if answer == right - 1:
+        return _report(False, f"k = {answer} keeps a little less than {fraction:.0%}; 'reach' means >=")
+    return _report(False, f"k = {answer} is not the smallest rank reaching {fraction:.0%} of the energy")
+
+
+def check_break_even_rank(m: int, n: int, answer: object) -> Feedback:
+    """Exercise 02.2: the largest k at which a rank-k SVD stores fewer numbers than the matrix."""
+    if not _is_int(answer):
+        return _report(False, f"give a whole number, got {answer!r}")
+    right = (m * n - 1) // (m + n + 1)
+    if answer == right:
+        return _report(True, f"k(m + n + 1) < mn holds up to k = {right} ({right * (m + n + 1):,} < {m * n:,})")
+    if answer == (m * n - 1) // (m + n):
+        return _report(False, "you forgot the k singular values themselves: the cost is k(m + n + 1)")
+    if answer == min(m, n):
+        return _report(False, "at full rank the factors store far more than the matrix itself")
+    return _report(False, f"k = {answer} is not where k(m + n + 1) stops being smaller than m n")
+
+
+def check_eckart_young_error(s: np.ndarray, k: int, answer: object) -> Feedback:
+    """Exercise 02.3: the Frobenius error of the best rank-k approximation, from the spectrum."""
+    s = np.asarray(s, dtype=float)
+    right = float(np.sqrt(np.sum(s[k:] ** 2)))
+    try:
+        val = float(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _report(False, f"give a number, got {answer!r}")
+    if np.isclose(val, right, rtol=1e-9, atol=1e-12):
+        return _report(True, f"sqrt(sum of the discarded sigma_i^2) = {right:.6g}")
+    if np.isclose(val, float(np.sum(s[k:])), rtol=1e-9):
+        return _report(False, "you summed the discarded sigma_i; the Frobenius error is sqrt(sum sigma_i^2)")
+    if k < len(s) and np.isclose(val, float(s[k]), rtol=1e-9):
+        return _report(False, "sigma_{k+1} is the error in the spectral (2-)norm, not the Frobenius norm")
+    return _report(False, f"{val:.6g} is not the rank-{k} Frobenius error")

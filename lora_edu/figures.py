@@ -1,0 +1,141 @@
+"""``make figures`` / ``python -m lora_edu.figures``: regenerate every file in ``figures/``.
+
+Each figure is a function here, registered in :data:`FIGURES`; the README and the notebooks'
+markdown show these files, so a figure is never drawn by hand or fetched from the web.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from lora_edu.plotting import FIGURES_DIR, OKABE_ITO, save_figure
+from lora_edu.widgets import new_figure, outer_product_figure, rank_grid_figure
+
+FIGURES: dict[str, Callable[[], Figure]] = {}
+
+
+def figure(name: str):
+    def register(fn: Callable[[], Figure]) -> Callable[[], Figure]:
+        FIGURES[name] = fn
+        return fn
+
+    return register
+
+
+@figure("rank_grid")
+def fig_rank_grid() -> Figure:
+    from lora_edu.data import sample_image
+
+    return rank_grid_figure(sample_image())
+
+
+@figure("outer_products")
+def fig_outer_products() -> Figure:
+    return outer_product_figure(terms=3)
+
+
+@figure("svd_rotate_scale_rotate")
+def fig_svd_geometry() -> Figure:
+    """The unit circle under V^T (rotate), Sigma (scale), U (rotate) for a 2 x 2 matrix."""
+    A = np.array([[2.0, 1.0], [0.5, 1.5]])
+    U, s, Vt = np.linalg.svd(A)
+    t = np.linspace(0, 2 * np.pi, 200)
+    circle = np.stack([np.cos(t), np.sin(t)])
+    stages = [
+        ("x on the unit circle", np.eye(2)),
+        ("V^T x (rotate)", Vt),
+        ("Sigma V^T x (scale)", np.diag(s) @ Vt),
+        ("U Sigma V^T x = A x (rotate)", A),
+    ]
+    fig = new_figure((11, 3.0))
+    axes = fig.subplots(1, 4)
+    e1 = np.array([1.0, 0.0])
+    for ax, (title, M) in zip(axes, stages, strict=True):
+        pts = M @ circle
+        ax.plot(pts[0], pts[1], color=OKABE_ITO[2], marker="")
+        p = M @ e1
+        ax.annotate("", xy=p, xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=OKABE_ITO[4], lw=2))
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal")
+        ax.set_xlim(-2.6, 2.6)
+        ax.set_ylim(-2.6, 2.6)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+    fig.suptitle(f"SVD of A = [[2, 1], [0.5, 1.5]]: sigma = {s[0]:.3f}, {s[1]:.3f}  (arrow: image of e1)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@figure("lora_factorisation")
+def fig_lora_factorisation() -> Figure:
+    """W (d x k) next to B (d x r) @ A (r x k), drawn to scale, with the parameter counts."""
+    d, k, r = 10, 8, 3
+    fig = new_figure((8.5, 3.2))
+    ax = fig.subplots()
+    ax.set_axis_off()
+
+    def block(x, w, h, label, hatch, color):
+        ax.add_patch(Rectangle((x, 0), w, h, facecolor=color, edgecolor="black", hatch=hatch, alpha=0.8))
+        ax.text(x + w / 2, -0.9, label, ha="center", va="top", fontsize=9)
+
+    block(0, k, d, f"W: {d} x {k} = {d * k} numbers", "", OKABE_ITO[6])
+    ax.text(k + 1.5, d / 2, "=", fontsize=18, ha="center", va="center")
+    ax.text(k + 1.5, d / 2 - 1.5, "(rank r)", fontsize=8, ha="center")
+    block(k + 3, r, d, f"B: {d} x {r}\n= {d * r}", "//", OKABE_ITO[1])
+    ax.text(k + 3 + r + 1, d / 2, "@", fontsize=16, ha="center", va="center")
+    block(k + 3 + r + 2, k, r, f"A: {r} x {k}\n= {r * k}", "\\\\", OKABE_ITO[3])
+    ax.text(
+        k + 3 + r + 2 + k / 2, d - 1,
+        f"r (d + k) = {r * (d + k)} < d k = {d * k}", ha="center", fontsize=10,
+    )
+    ax.set_xlim(-0.5, k + 3 + r + 2 + k + 0.5)
+    ax.set_ylim(-3.2, d + 0.5)
+    ax.set_aspect("equal")
+    ax.set_title("A rank-r matrix is a (d x r)(r x k) product: the LoRA shape (paper notation)", fontsize=10)
+    return fig
+
+
+@figure("spectra_structured_vs_random")
+def fig_spectra() -> Figure:
+    from lora_edu.data import sample_image
+
+    img = sample_image(size=512)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(img.shape)
+    shuffled = rng.permutation(img.ravel()).reshape(img.shape)
+    fig = new_figure((6.5, 4.0))
+    ax = fig.subplots()
+    for label, M in (("photo (512 x 512)", img), ("same pixels, shuffled", shuffled), ("Gaussian noise", noise)):
+        s = np.linalg.svd(M, compute_uv=False)
+        ax.plot(np.arange(1, len(s) + 1), s / s[0], label=label, markevery=40)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("index i (log scale)")
+    ax.set_ylabel("sigma_i / sigma_1 (log scale)")
+    ax.set_title("Structured data has fast-decaying singular values")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = (argv if argv is not None else sys.argv[1:]) or list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        print(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}", file=sys.stderr)
+        return 2
+    for name in names:
+        fmts = ("png", "svg") if name == "lora_factorisation" else ("png",)
+        for path in save_figure(FIGURES[name](), name, formats=fmts):
+            print(f"wrote {Path(path).relative_to(FIGURES_DIR.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

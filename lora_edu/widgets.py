@@ -1,0 +1,296 @@
+"""Slider explorers for the notebooks (and ``make app``).
+
+Each explorer draws one matplotlib figure *once*, renders it to PNG into an ``ipywidgets.Image``,
+and on every slider move only updates the artists that changed (``set_data``, ``set_xdata``...)
+and re-renders. No figure is rebuilt and no SVD is recomputed on a slider move.
+
+Displayed in a notebook, an explorer also carries a static PNG (a small grid of ranks) in its
+output, which is what GitHub, nbviewer or any viewer without a live kernel shows instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lora_edu._checks import as_matrix, check_int
+from lora_edu.plotting import COURSE_RC, OKABE_ITO
+from lora_edu.svd import SVDCache
+
+FALLBACK_NOTE = (
+    "If you can read this line, the interactive widget did not render: the picture below it is "
+    "the static fallback. In JupyterLab, install jupyterlab_widgets in the environment that runs "
+    "Lab (README > Troubleshooting)."
+)
+
+
+def figure_png(fig: Figure) -> bytes:
+    """Render ``fig`` (an Agg-backed Figure) to PNG bytes at its own dpi."""
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.canvas.print_png(buf)
+    return buf.getvalue()
+
+
+def new_figure(figsize: tuple[float, float], **kwargs) -> Figure:
+    """A pyplot-free Figure in the course style (no inline auto-display, no global state)."""
+    import matplotlib as mpl
+
+    with mpl.rc_context(COURSE_RC):
+        fig = Figure(figsize=figsize, dpi=90, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+class LiveFigure:
+    """A Figure shown as an ``ipywidgets.Image``; call :meth:`refresh` after updating artists."""
+
+    def __init__(self, fig: Figure) -> None:
+        from ipywidgets import Image, Layout
+
+        self.fig = fig
+        self.widget = Image(format="png", layout=Layout(width=f"{fig.get_figwidth() * fig.dpi:.0f}px"))
+        self.renders = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.widget.value = figure_png(self.fig)
+        self.renders += 1
+
+
+def _explorer_base():
+    from ipywidgets import VBox
+
+    class Explorer(VBox):
+        """A VBox whose notebook output also carries a static PNG for kernel-less viewers."""
+
+        def __init__(self, children, fallback: Figure, title: str) -> None:
+            super().__init__(children)
+            self._fallback_png = base64.b64encode(figure_png(fallback)).decode("ascii")
+            self._title = title
+
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs) or {}
+            data["text/plain"] = f"{self._title}. {FALLBACK_NOTE}"
+            data["image/png"] = self._fallback_png
+            return data
+
+    return Explorer
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 02: rank explorer for an image
+# ---------------------------------------------------------------------------------------------
+
+
+def default_ranks(max_rank: int) -> list[int]:
+    """A handful of ranks spread over 1..max_rank for the static grid, always ending at full rank."""
+    ks = [k for k in (1, 5, 20, 50) if k < max_rank]
+    return ks + [max_rank]
+
+
+def rank_grid_figure(image: np.ndarray, ks: list[int] | None = None, cache: SVDCache | None = None) -> Figure:
+    """Static fallback: the image at a few ranks, each titled with its rank and relative error."""
+    cache = cache or SVDCache(image)
+    ks = default_ranks(cache.max_rank) if ks is None else [check_int(k, "ks[i]", 0, cache.max_rank) for k in ks]
+    fig = new_figure((2.2 * len(ks), 2.8))
+    axes = fig.subplots(1, len(ks))
+    lo, hi = float(cache.A.min()), float(cache.A.max())
+    for ax, k in zip(np.atleast_1d(axes), ks, strict=True):
+        ax.imshow(cache.approx(k), cmap="gray", vmin=lo, vmax=hi)
+        label = "full rank" if k == cache.max_rank else f"rank {k}"
+        ax.set_title(f"{label}\nerror {100 * cache.relative_error(k):.1f} %", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle("Truncated SVD of the image (relative Frobenius error)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def rank_explorer(image: np.ndarray, k: int = 20):
+    """Interactive rank-k compression of ``image`` (shape (H, W)) with a slider for k.
+
+    Shows the rank-k image, the relative error-vs-k curve with the current k marked, the energy
+    kept and the storage of the rank-k factors vs the full image. The SVD is computed once here;
+    a slider move multiplies the first k factors and updates the drawn artists in place.
+
+    Returns:
+        The widget (an ``ipywidgets.VBox``) with attributes ``slider``, ``readout``, ``live``
+        (its :class:`LiveFigure`), ``cache`` (:class:`~lora_edu.svd.SVDCache`) and ``k``. If
+        ipywidgets is missing, prints why and returns the static grid figure instead.
+    """
+    A = as_matrix(image, "image")
+    cache = SVDCache(A)
+    k = check_int(k, "k", 0, cache.max_rank)
+    try:
+        from ipywidgets import HTML, IntSlider, Layout
+    except ImportError:
+        print("ipywidgets is not installed, so here is the static fallback: a grid of ranks.")
+        return rank_grid_figure(A, cache=cache)
+
+    m, n = A.shape
+    lo, hi = float(A.min()), float(A.max())
+    fig = new_figure((9.0, 3.6))
+    ax_img, ax_err = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
+    im = ax_img.imshow(cache.approx(k), cmap="gray", vmin=lo, vmax=hi)
+    ax_img.set_axis_off()
+    title = ax_img.set_title("")
+    ks = np.arange(cache.max_rank + 1)
+    rel = 100 * cache.errors / cache.norm if cache.norm > 0 else np.zeros_like(cache.errors)
+    ax_err.plot(ks, rel, color=OKABE_ITO[2], linestyle="-", marker="", label="rank-k error (Eckart-Young)")
+    vline = ax_err.axvline(k, color=OKABE_ITO[4], linestyle="--", marker="", label="current k")
+    (dot,) = ax_err.plot([k], [rel[k]], color=OKABE_ITO[4], marker="o", markersize=7, linestyle="")
+    ax_err.set_xscale("symlog", linthresh=10)
+    ax_err.set_xlim(0, cache.max_rank)
+    ax_err.set_ylim(0, 100)
+    ax_err.set_xlabel("rank k (number of singular values kept)")
+    ax_err.set_ylabel("relative error ||A - A_k||_F / ||A||_F (%)")
+    ax_err.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+
+    live = LiveFigure(fig)
+    slider = IntSlider(
+        value=k, min=0, max=cache.max_rank, step=1, description="rank k",
+        continuous_update=True, layout=Layout(width="600px"),
+    )
+    readout = HTML()
+
+    def update(change=None) -> None:
+        kk = slider.value
+        im.set_data(cache.approx(kk))
+        vline.set_xdata([kk, kk])
+        dot.set_data([kk], [rel[kk]])
+        title.set_text(f"rank {kk} of {cache.max_rank}")
+        store = cache.storage(kk)
+        readout.value = (
+            f"<b>k = {kk}</b> &nbsp;|&nbsp; relative error {100 * cache.relative_error(kk):.2f} % "
+            f"&nbsp;|&nbsp; energy kept {100 * cache.energy(kk):.2f} % "
+            f"&nbsp;|&nbsp; storage {_fmt_int(store)} numbers = {100 * store / (m * n):.1f} % "
+            f"of the {_fmt_int(m * n)} pixels"
+        )
+        live.refresh()
+
+    slider.observe(update, names="value")
+    Explorer = _explorer_base()
+    widget = Explorer(
+        [slider, readout, live.widget],
+        fallback=rank_grid_figure(A, cache=cache),
+        title=f"Rank explorer for a {m} x {n} image",
+    )
+    widget.slider, widget.readout, widget.live, widget.cache = slider, readout, live, cache
+    update()
+    return widget
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 01: a matrix built from k rank-1 outer products
+# ---------------------------------------------------------------------------------------------
+
+NOISE_LEVELS = (0.0, 1e-12, 1e-6, 1e-3, 1e-1)
+
+
+def outer_product_figure(d: int = 12, n: int = 10, terms: int = 3, noise: float = 0.0, seed: int = 0) -> Figure:
+    """Static version of :func:`outer_product_explorer` for one setting."""
+    from lora_edu.rank import default_tolerance, singular_values
+
+    us, vs, eps = _outer_factors(d, n, seed)
+    M = us[:, :terms] @ vs[:terms] + noise * eps
+    s = singular_values(M)
+    fig = new_figure((8.0, 3.2))
+    ax_m, ax_s = fig.subplots(1, 2)
+    ax_m.imshow(M, cmap="cividis")
+    ax_m.set_title(f"sum of {terms} outer products")
+    ax_s.bar(np.arange(1, len(s) + 1), np.maximum(s, 1e-18), color=OKABE_ITO[2])
+    ax_s.axhline(default_tolerance(M), color=OKABE_ITO[4], linestyle="--", label="numpy tolerance")
+    ax_s.set_yscale("log")
+    ax_s.set_ylim(1e-18, 1e2)
+    ax_s.set_xlabel("index i")
+    ax_s.set_ylabel("singular value sigma_i")
+    ax_s.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _outer_factors(d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((d, min(d, n))), rng.standard_normal((min(d, n), n)), rng.standard_normal((d, n))
+
+
+def outer_product_explorer(d: int = 12, n: int = 10, seed: int = 0):
+    """Build a (d, n) matrix from ``terms`` random rank-1 outer products ``u_i v_i^T``, plus noise.
+
+    Sliders: the number of terms (0..min(d, n)) and a noise level. Shows the matrix as a heat
+    map, its singular values on a log axis with numpy's rank tolerance, and the numerical rank.
+    Returns the widget (attributes ``terms``, ``noise``, ``readout``, ``live``).
+    """
+    from lora_edu.rank import default_tolerance, numerical_rank, singular_values
+
+    d = check_int(d, "d", 1, 64)
+    n = check_int(n, "n", 1, 64)
+    try:
+        from ipywidgets import HTML, HBox, IntSlider, SelectionSlider
+    except ImportError:
+        print("ipywidgets is not installed, so here is the static fallback for 3 terms.")
+        return outer_product_figure(d, n, 3, 0.0, seed)
+
+    us, vs, eps = _outer_factors(d, n, seed)
+    p = min(d, n)
+    fig = new_figure((8.0, 3.2))
+    ax_m, ax_s = fig.subplots(1, 2)
+    heat = ax_m.imshow(np.zeros((d, n)), cmap="cividis", vmin=-4, vmax=4)
+    fig.colorbar(heat, ax=ax_m, fraction=0.046, pad=0.04, label="entry value")
+    ax_m.set_xlabel("column j")
+    ax_m.set_ylabel("row i")
+    mtitle = ax_m.set_title("")
+    bars = ax_s.bar(np.arange(1, p + 1), np.full(p, 1e-18), color=OKABE_ITO[2], label="sigma_i")
+    tol_line = ax_s.axhline(1e-15, color=OKABE_ITO[4], linestyle="--", marker="", label="numpy rank tolerance")
+    ax_s.set_yscale("log")
+    ax_s.set_ylim(1e-18, 1e2)
+    ax_s.set_xlabel("index i")
+    ax_s.set_ylabel("singular value sigma_i (log scale)")
+    ax_s.legend(loc="lower left", fontsize=8)
+    stitle = ax_s.set_title("")
+    fig.tight_layout()
+    live = LiveFigure(fig)
+
+    terms = IntSlider(value=3, min=0, max=p, description="terms")
+    noise = SelectionSlider(options=list(NOISE_LEVELS), value=0.0, description="noise")
+    readout = HTML()
+
+    def update(change=None) -> None:
+        t, nz = terms.value, noise.value
+        M = us[:, :t] @ vs[:t] + nz * eps
+        heat.set_data(M)
+        s = singular_values(M)
+        for bar, h in zip(bars, np.maximum(s, 1e-18), strict=True):
+            bar.set_height(h)
+        tol = default_tolerance(M)
+        tol_line.set_ydata([max(tol, 1e-18)] * 2)
+        r = numerical_rank(M)
+        mtitle.set_text(f"{t} outer products + noise {nz:g}")
+        stitle.set_text(f"numerical rank = {r}")
+        readout.value = (
+            f"<b>terms = {t}</b>, noise = {nz:g} &nbsp;|&nbsp; numerical rank = <b>{r}</b> "
+            f"(tolerance {tol:.1e}) &nbsp;|&nbsp; parameters as factors: {t * (d + n)} vs {d * n} dense"
+        )
+        live.refresh()
+
+    terms.observe(update, names="value")
+    noise.observe(update, names="value")
+    Explorer = _explorer_base()
+    widget = Explorer(
+        [HBox([terms, noise]), readout, live.widget],
+        fallback=outer_product_figure(d, n, 3, 0.0, seed),
+        title=f"Outer-product explorer ({d} x {n})",
+    )
+    widget.terms, widget.noise, widget.readout, widget.live = terms, noise, readout, live
+    update()
+    return widget

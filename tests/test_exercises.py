@@ -1,0 +1,44 @@
+import numpy as np
+
+from lora_edu import exercises as E
+from lora_edu.data import sample_image
+from lora_edu.svd import rank_for_energy
+
+
+def test_rank_2_matrix(capsys):
+    rng = np.random.default_rng(0)
+    good = rng.uniform(1, 2, (4, 2)) @ rng.uniform(1, 2, (2, 5))
+    assert E.check_rank_2_matrix(good)
+    assert not E.check_rank_2_matrix(np.ones((4, 5)))
+    assert not E.check_rank_2_matrix(np.ones((5, 4)))
+    bad = good.copy()
+    bad[0, 0] = 0.0
+    assert not E.check_rank_2_matrix(bad)
+    assert not E.check_rank_2_matrix("nope")
+    assert "RIGHT" in capsys.readouterr().out
+
+
+def test_factored_params_messages():
+    assert E.check_factored_params(2304, 768, 8, 24_576)
+    fb = E.check_factored_params(2304, 768, 8, 2 * 8 * 768)
+    assert not fb and "square" in fb.message
+    assert "one of the two factors" in E.check_factored_params(2304, 768, 8, 8 * 768).message
+    assert not E.check_factored_params(2304, 768, 8, 24_576.0)
+
+
+def test_product_rank_bound():
+    assert E.check_product_rank_bound(3, 5, 3)
+    assert "sums" in E.check_product_rank_bound(3, 5, 8).message
+
+
+def test_nb02_checks():
+    img = sample_image(size=64)
+    s = np.linalg.svd(img, compute_uv=False)
+    k = rank_for_energy(s, 0.98)
+    assert E.check_rank_for_energy(img, 0.98, k)
+    assert not E.check_rank_for_energy(img, 0.98, k - 1)
+    assert E.check_break_even_rank(300, 200, 119)
+    assert not E.check_break_even_rank(300, 200, 120)
+    assert E.check_eckart_young_error(s, 10, float(np.sqrt(np.sum(s[10:] ** 2))))
+    assert "spectral" in E.check_eckart_young_error(s, 10, s[10]).message
+    assert "summed" in E.check_eckart_young_error(s, 10, s[10:].sum()).message

@@ -1,0 +1,33 @@
+import re
+from pathlib import Path
+
+from lora_edu import figures
+from lora_edu.plotting import FIGURES_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def referenced_figures() -> set[str]:
+    texts = [(ROOT / "README.md").read_text()]
+    texts += [p.read_text() for p in sorted((ROOT / "notebooks").glob("0*.ipynb"))]
+    return set(re.findall(r"figures/([\w\-]+\.(?:png|svg))", "\n".join(texts)))
+
+
+def test_every_referenced_figure_exists_and_is_made_by_code():
+    refs = referenced_figures()
+    assert refs, "README and notebooks should show figures from figures/"
+    for name in refs:
+        assert (FIGURES_DIR / name).is_file(), f"figures/{name} is referenced but missing (run make figures)"
+        assert Path(name).stem in figures.FIGURES, f"figures/{name} is not produced by lora_edu/figures.py"
+
+
+def test_make_figures_writes_every_registered_figure(tmp_path, monkeypatch):
+    import lora_edu.plotting as plotting
+
+    monkeypatch.setattr(plotting, "FIGURES_DIR", tmp_path)
+    monkeypatch.setattr(figures, "FIGURES_DIR", tmp_path)
+    assert figures.main(["svd_rotate_scale_rotate", "lora_factorisation"]) == 0
+    assert (tmp_path / "svd_rotate_scale_rotate.png").stat().st_size > 5_000
+    svg = (tmp_path / "lora_factorisation.svg").read_text()
+    assert "<svg" in svg and not re.search(r'(?:href|src)="https?://', svg)  # no remote assets
+    assert figures.main(["no_such_figure"]) == 2

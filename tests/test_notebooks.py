@@ -1,0 +1,89 @@
+"""The notebooks are committed executed, follow the course format, and share code with lora_edu."""
+
+import ast
+import inspect
+import json
+import re
+from pathlib import Path
+
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from lora_edu import rank, svd
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+
+#: Functions a notebook builds from scratch; their notebook definition must be the package's code.
+FROM_SCRATCH = {
+    "01_matrix_rank.ipynb": [rank.outer_product_sum, rank.numerical_rank],
+    "02_svd_truncation.ipynb": [svd.truncated_svd, svd.low_rank_approx],
+}
+
+
+def load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def src(cell):
+    return "".join(cell["source"])
+
+
+def test_notebooks_are_numbered_in_order():
+    names = [p.name for p in NOTEBOOKS]
+    assert names[:2] == ["01_matrix_rank.ipynb", "02_svd_truncation.ipynb"]
+    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, len(names) + 1)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_executed_top_to_bottom_without_errors(path):
+    cells = code_cells(load(path))
+    assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1)), (
+        f"{path.name}: run `make execute` (execution counts must be 1..N)"
+    )
+    for i, c in enumerate(cells):
+        assert not any(o["output_type"] == "error" for o in c["outputs"]), f"{path.name} cell {i} has an error"
+        for o in c["outputs"]:
+            if o["output_type"] == "stream" and o["name"] == "stderr":
+                text = "".join(o["text"])
+                assert "Traceback" not in text and "Warning:" not in text, f"{path.name} cell {i} stderr: {text[:200]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_course_format(path):
+    nb = load(path)
+    md = "\n".join(src(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for heading in ("You will learn", "Prerequisites", "## Summary", "## Exercises", "## References"):
+        assert heading in md, f"{path.name} lacks '{heading}'"
+    assert sum("NBVAL_CHECK_OUTPUT" in src(c) for c in code_cells(nb)) >= 5, f"{path.name}: too few checked cells"
+    assert any("lora_edu.exercises" in src(c) for c in code_cells(nb)), f"{path.name}: exercises need self-checks"
+    for c in nb["cells"]:
+        s = src(c)
+        assert not re.search(r"\bTODO\b|FIXME|your code here", s, re.I), f"{path.name}: placeholder left"
+        assert not re.search(r"!\[[^\]]*\]\(https?://|<img[^>]+src=[\"']https?://", s), f"{path.name}: remote image"
+        for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", s):
+            assert (path.parent / img).resolve().is_file(), f"{path.name}: image {img} missing"
+
+
+def _defs_in_notebook(path) -> dict[str, str]:
+    defs = {}
+    tm = TransformerManager()
+    for c in code_cells(load(path)):
+        tree = ast.parse(tm.transform_cell(src(c)))
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defs[node.name] = ast.dump(node)
+    return defs
+
+
+@pytest.mark.parametrize("name", sorted(FROM_SCRATCH))
+def test_from_scratch_code_is_the_package_code(name):
+    defs = _defs_in_notebook(ROOT / "notebooks" / name)
+    for fn in FROM_SCRATCH[name]:
+        assert fn.__name__ in defs, f"{name} no longer defines {fn.__name__}"
+        package = ast.dump(ast.parse(inspect.getsource(fn)).body[0])
+        assert defs[fn.__name__] == package, f"{name}: {fn.__name__} differs from {fn.__module__}.{fn.__name__}"

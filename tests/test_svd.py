@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from lora_edu import svd as S
+
+
+@pytest.fixture
+def A():
+    return np.random.default_rng(0).standard_normal((9, 6))
+
+
+def test_truncated_svd_shapes_and_order(A):
+    for k in range(0, 7):
+        U, s, Vt = S.truncated_svd(A, k)
+        assert U.shape == (9, k) and s.shape == (k,) and Vt.shape == (k, 6)
+        assert np.all(np.diff(s) <= 0)
+    U, s, Vt = S.truncated_svd(A, 6)
+    assert np.allclose((U * s) @ Vt, A)
+
+
+def test_low_rank_approx_rank_and_extremes(A):
+    assert np.allclose(S.low_rank_approx(A, 6), A)
+    assert not S.low_rank_approx(A, 0).any()
+    for k in range(1, 6):
+        assert np.linalg.matrix_rank(S.low_rank_approx(A, k)) == k
+
+
+def test_eckart_young_error_formula_and_optimality(A):
+    s = np.linalg.svd(A, compute_uv=False)
+    curve = S.eckart_young_errors(s)
+    assert curve.shape == (7,) and curve[-1] == 0.0
+    for k in range(7):
+        assert np.isclose(S.reconstruction_error(A, k), np.sqrt(np.sum(s[k:] ** 2)))
+        assert np.isclose(S.reconstruction_error(A, k), curve[k])
+    rng = np.random.default_rng(1)
+    best = S.reconstruction_error(A, 2)
+    for _ in range(200):
+        C = rng.standard_normal((9, 2)) @ rng.standard_normal((2, 6))
+        assert np.linalg.norm(A - C) >= best
+
+
+def test_relative_error_and_zero_matrix(A):
+    assert np.isclose(S.reconstruction_error(A, 0, relative=True), 1.0)
+    assert S.reconstruction_error(np.zeros((3, 3)), 1, relative=True) == 0.0
+
+
+def test_storage_cost():
+    assert S.storage_cost(600, 512, 0) == 0
+    assert S.storage_cost(600, 512, 20) == 20 * (600 + 512 + 1)
+    assert S.storage_cost(3, 2, 2) == 12
+
+
+def test_rank_for_energy():
+    s = np.array([3.0, 2.0, 1.0])  # energies 9, 4, 1 of 14
+    assert S.rank_for_energy(s, 9 / 14) == 1
+    assert S.rank_for_energy(s, 9 / 14 + 1e-9) == 2
+    assert S.rank_for_energy(s, 13 / 14) == 2
+    assert S.rank_for_energy(s, 1.0) == 3
+    assert S.rank_for_energy(np.array([1.0, 2.0, 3.0]), 0.5) == 1  # unsorted input is sorted
+    assert S.rank_for_energy(np.zeros(4), 0.9) == 0
+    assert S.rank_for_energy(np.ones(1000) * 0.1, 1.0) == 1000  # rounding in cumsum does not lose the last
+
+
+def test_energy_kept_matches_relative_error(A):
+    s = np.linalg.svd(A, compute_uv=False)
+    for k in range(7):
+        assert np.isclose(S.reconstruction_error(A, k, relative=True), np.sqrt(1 - S.energy_kept(s, k)), atol=1e-7)
+
+
+def test_svd_cache_matches_functions(A):
+    cache = S.SVDCache(A)
+    for k in range(7):
+        assert np.allclose(cache.approx(k), S.low_rank_approx(A, k))
+        assert np.isclose(cache.relative_error(k), S.reconstruction_error(A, k, relative=True))
+        assert cache.storage(k) == S.storage_cost(9, 6, k)
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda A: S.truncated_svd(A, -1), ValueError, "k must be in [0, 6], got -1"),
+        (lambda A: S.truncated_svd(A, 7), ValueError, "k must be in [0, 6], got 7"),
+        (lambda A: S.low_rank_approx(A, 2.5), TypeError, "k must be an integer"),
+        (lambda A: S.truncated_svd(A[0], 1), ValueError, "A must be 2-D"),
+        (lambda A: S.truncated_svd(np.full((2, 2), np.inf), 1), ValueError, "NaN or inf"),
+        (lambda A: S.reconstruction_error(A, 9), ValueError, "k must be in"),
+        (lambda A: S.storage_cost(3, 4, 4), ValueError, "k must be in [0, 3]"),
+        (lambda A: S.storage_cost(0, 4, 0), ValueError, "m must be in"),
+        (lambda A: S.rank_for_energy([3.0, 1.0], 0.0), ValueError, "fraction must be in (0, 1]"),
+        (lambda A: S.rank_for_energy([3.0, 1.0], 1.01), ValueError, "fraction must be in (0, 1]"),
+        (lambda A: S.rank_for_energy([3.0, -1.0], 0.5), ValueError, "non-negative"),
+        (lambda A: S.rank_for_energy([[3.0]], 0.5), ValueError, "s must be 1-D"),
+        (lambda A: S.rank_for_energy([3.0, np.nan], 0.5), ValueError, "NaN"),
+        (lambda A: S.energy_kept([3.0, 1.0], 3), ValueError, "k must be in [0, 2]"),
+        (lambda A: S.SVDCache(A).approx(7), ValueError, "k must be in [0, 6]"),
+    ],
+)
+def test_bad_input_names_the_argument(A, call, exc, words):
+    with pytest.raises(exc) as info:
+        call(A)
+    assert words in str(info.value)
