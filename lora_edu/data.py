@@ -36,3 +36,28 @@ def sample_image(name: str = "grace_hopper.jpg", size: int | None = None) -> np.
         top, left = (h - size) // 2, (w - size) // 2
         gray = gray[top : top + size, left : left + size]
     return np.ascontiguousarray(gray)
+
+
+def load_digits_data(*, scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8 x 8 handwritten digits (1,797 images; no download).
+
+    Returns:
+        ``(X, y)``: X of shape (1797, 64) float64, pixel intensities divided by 16 into [0, 1]
+        when ``scale`` (raw 0..16 otherwise); y of shape (1797,) int labels 0..9.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X = digits.data.astype(np.float64)
+    return (X / 16.0 if scale else X), digits.target.astype(np.int64)
+
+
+def train_test_split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``range(n)`` into (train, test) index arrays."""
+    from lora_edu._checks import check_float
+
+    n = check_int(n, "n", 2)
+    test_fraction = check_float(test_fraction, "test_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
