@@ -38,7 +38,9 @@ class LinearAutoencoder(nn.Module):
     def end_to_end(self) -> np.ndarray:
         """The d x d matrix W_dec W_enc the autoencoder applies, as numpy."""
         with torch.no_grad():
-            return (self.decoder.weight @ self.encoder.weight).double().numpy()
+            # in float64: a float32 product has rounding "noise" singular values ~1e-8 that
+            # numpy's float64 rank tolerance would count, making a rank-k map look full rank
+            return (self.decoder.weight.double() @ self.encoder.weight.double()).numpy()
 
 
 class NonlinearAutoencoder(nn.Module):

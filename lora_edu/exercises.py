@@ -133,3 +133,58 @@ def check_eckart_young_error(s: np.ndarray, k: int, answer: object) -> Feedback:
     if k < len(s) and np.isclose(val, float(s[k]), rtol=1e-9):
         return _report(False, "sigma_{k+1} is the error in the spectral (2-)norm, not the Frobenius norm")
     return _report(False, f"{val:.6g} is not the rank-{k} Frobenius error")
+
+
+# ----------------------------------------------------------------------------- notebook 03
+
+
+def check_linear_ae_optimum(X: np.ndarray, k: int, answer: object) -> Feedback:
+    """Exercise 03.1: the lowest MSE (per entry) a rank-k linear autoencoder can reach on X."""
+    X = as_matrix(X, "X")
+    s = np.linalg.svd(X, compute_uv=False)
+    right = float(np.sum(s[k:] ** 2) / X.size)
+    try:
+        val = float(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _report(False, f"give a number, got {answer!r}")
+    if np.isclose(val, right, rtol=1e-6):
+        return _report(True, f"sum of the discarded sigma_i^2 / (n d) = {right:.6g}, the rank-{k} truncated SVD's MSE")
+    if np.isclose(val, right * X.size, rtol=1e-6):
+        return _report(False, "that is the summed squared error; MSE divides by the n * d entries")
+    if np.isclose(val, np.sqrt(right * X.size), rtol=1e-6):
+        return _report(False, "that is the Frobenius norm of the error; square it and divide by n * d")
+    return _report(False, f"{val:.6g} is not the rank-{k} optimum; use the singular values of X")
+
+
+def check_linear_ae_params(d: int, k: int, answer: object) -> Feedback:
+    """Exercise 03.2: parameters of a bias-free linear autoencoder d -> k -> d."""
+    if not _is_int(answer):
+        return _report(False, f"give a whole number, got {answer!r}")
+    right = 2 * d * k
+    if answer == right:
+        return _report(True, f"encoder k*d + decoder d*k = 2 * {d} * {k} = {right:,}")
+    if answer == d * k:
+        return _report(False, "you counted one matrix; the encoder (k x d) and decoder (d x k) both count")
+    if answer == d * d:
+        return _report(False, "that is the d x d end-to-end map; the point of the bottleneck is to store 2dk < d^2")
+    return _report(False, f"{answer:,} is not 2 d k for d={d}, k={k}")
+
+
+def check_orthonormalising_matrix(W_dec: np.ndarray, M: object) -> Feedback:
+    """Exercise 03.3: an invertible M (k x k) with W_dec @ M having orthonormal columns."""
+    W = as_matrix(W_dec, "W_dec")
+    try:
+        M = as_matrix(M, "M")
+    except (TypeError, ValueError) as exc:
+        return _report(False, f"M must be a finite k x k array ({exc})")
+    k = W.shape[1]
+    if M.shape != (k, k):
+        return _report(False, f"M must be {k} x {k}, got {M.shape}")
+    Q = W @ M
+    err = float(np.abs(Q.T @ Q - np.eye(k)).max())
+    if err < 1e-6:
+        return _report(True, "W_dec M has orthonormal columns and (being invertible) the same column space")
+    if np.allclose(M, np.eye(k)):
+        return _report(False, f"the identity leaves W_dec as it is; its Gram matrix is off by {err:.2f}")
+    hint = "try M = inv(R) from the QR factorisation W_dec = Q R"
+    return _report(False, f"(W_dec M)^T (W_dec M) differs from the identity by up to {err:.3g}; {hint}")

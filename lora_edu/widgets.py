@@ -294,3 +294,118 @@ def outer_product_explorer(d: int = 12, n: int = 10, seed: int = 0):
     widget.terms, widget.noise, widget.readout, widget.live = terms, noise, readout, live
     update()
     return widget
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 03: linear vs non-linear autoencoders vs PCA on digits
+# ---------------------------------------------------------------------------------------------
+
+
+def _ae_reconstructions(X_train, X_eval, linear, nonlinear):
+    """Precompute every reconstruction the explorer can show: {method: {k: (n, d) array}}."""
+    import torch
+
+    from lora_edu.autoencoder import principal_directions
+
+    out = {"PCA (truncated SVD)": {}, "linear AE": {}, "non-linear AE": {}}
+    Xt = torch.from_numpy(np.asarray(X_eval, dtype=np.float32))
+    for k in sorted(linear):
+        V = principal_directions(X_train, k)
+        out["PCA (truncated SVD)"][k] = X_eval @ V @ V.T
+        with torch.no_grad():
+            out["linear AE"][k] = linear[k](Xt).double().numpy()
+            if k in nonlinear:
+                out["non-linear AE"][k] = nonlinear[k](Xt).double().numpy()
+    return out
+
+
+def autoencoder_explorer(X_train, X_eval, mean, linear: dict, nonlinear: dict, n_show: int = 6,
+                         image_shape: tuple[int, int] = (8, 8)):
+    """Slider over the bottleneck size k: reconstructions of a few held-out digits and errors.
+
+    Args:
+        X_train: centred training data (n, d), used for the PCA directions.
+        X_eval: centred held-out data (m, d), shown and scored.
+        mean: the training mean (d,), added back for display.
+        linear: {k: trained LinearAutoencoder}; the slider offers exactly these k.
+        nonlinear: {k: trained NonlinearAutoencoder} (a subset of the same k).
+        n_show: how many held-out digits to show.
+
+    Everything is precomputed here, so a slider move only swaps image data and redraws.
+    """
+    X_train = as_matrix(X_train, "X_train")
+    X_eval = as_matrix(X_eval, "X_eval")
+    if not linear:
+        raise ValueError("linear must map at least one k to a trained LinearAutoencoder")
+    n_show = check_int(n_show, "n_show", 1, min(12, len(X_eval)))
+    recon = _ae_reconstructions(X_train, X_eval, linear, nonlinear)
+    errors = {name: {k: float(np.mean((R - X_eval) ** 2)) for k, R in d.items()} for name, d in recon.items()}
+    ks = sorted(linear)
+    mean = np.asarray(mean, dtype=float)
+
+    def to_img(row):
+        return np.clip(row + mean, 0, 1).reshape(image_shape)
+
+    def draw(k):
+        fig = new_figure((9.5, 4.0))
+        gs = fig.add_gridspec(4, n_show + 4)
+        rows = ["held-out digit"] + list(recon)
+        ims = {}
+        for r, name in enumerate(rows):
+            for c in range(n_show):
+                ax = fig.add_subplot(gs[r, c])
+                if r == 0:
+                    img = to_img(X_eval[c])
+                elif k in recon[name]:
+                    img = to_img(recon[name][k][c])
+                else:  # this model was not trained at this k
+                    img = np.full(image_shape, np.nan)
+                ims[(r, c)] = ax.imshow(img, cmap="gray_r", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(name.replace(" (truncated SVD)", ""), fontsize=7, rotation=0, ha="right", va="center")
+        ax_err = fig.add_subplot(gs[:, n_show + 1 :])
+        styles = {"PCA (truncated SVD)": ("-", "o"), "linear AE": ("--", "s"), "non-linear AE": (":", "^")}
+        for i, (name, errs) in enumerate(errors.items()):
+            kk = sorted(errs)
+            ax_err.plot(kk, [errs[j] for j in kk], label=name, color=OKABE_ITO[i + 1],
+                        linestyle=styles[name][0], marker=styles[name][1])
+        vline = ax_err.axvline(k, color=OKABE_ITO[0], linestyle="--", marker="", label="current k")
+        ax_err.set_xscale("log", base=2)
+        ax_err.set_xlabel("bottleneck size k (log2 scale)")
+        ax_err.set_ylabel("held-out MSE per pixel (intensity^2)")
+        ax_err.legend(fontsize=7)
+        fig.subplots_adjust(left=0.12, right=0.98, bottom=0.14, wspace=0.1, hspace=0.1)
+        return fig, ims, vline
+
+    k0 = ks[len(ks) // 2]
+    try:
+        from ipywidgets import HTML, Layout, SelectionSlider
+    except ImportError:
+        print("ipywidgets is not installed, so here is the static fallback for k =", k0)
+        return draw(k0)[0]
+
+    fig, ims, vline = draw(k0)
+    live = LiveFigure(fig)
+    slider = SelectionSlider(options=ks, value=k0, description="bottleneck k", layout=Layout(width="500px"))
+    readout = HTML()
+
+    def update(change=None):
+        k = slider.value
+        for (r, c), im in ims.items():
+            if r > 0:
+                name = list(recon)[r - 1]
+                im.set_data(to_img(recon[name][k][c]) if k in recon[name] else np.full(image_shape, np.nan))
+        vline.set_xdata([k, k])
+        parts = [f"{name}: {errors[name][k]:.4f}" for name in errors if k in errors[name]]
+        readout.value = f"<b>k = {k}</b> &nbsp;|&nbsp; held-out MSE " + " &nbsp;|&nbsp; ".join(parts)
+        live.refresh()
+
+    slider.observe(update, names="value")
+    Explorer = _explorer_base()
+    widget = Explorer([slider, readout, live.widget], fallback=draw(k0)[0],
+                      title=f"Autoencoder explorer (k in {ks})")
+    widget.slider, widget.readout, widget.live, widget.errors = slider, readout, live, errors
+    update()
+    return widget

@@ -42,3 +42,18 @@ def test_nb02_checks():
     assert E.check_eckart_young_error(s, 10, float(np.sqrt(np.sum(s[10:] ** 2))))
     assert "spectral" in E.check_eckart_young_error(s, 10, s[10]).message
     assert "summed" in E.check_eckart_young_error(s, 10, s[10:].sum()).message
+
+
+def test_nb03_checks():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 6))
+    s = np.linalg.svd(X, compute_uv=False)
+    assert E.check_linear_ae_optimum(X, 2, np.sum(s[2:] ** 2) / X.size)
+    assert "summed" in E.check_linear_ae_optimum(X, 2, np.sum(s[2:] ** 2)).message
+    assert E.check_linear_ae_params(784, 32, 2 * 784 * 32)
+    assert "one matrix" in E.check_linear_ae_params(784, 32, 784 * 32).message
+    W = rng.standard_normal((6, 3))
+    _, R = np.linalg.qr(W)
+    assert E.check_orthonormalising_matrix(W, np.linalg.inv(R))
+    assert not E.check_orthonormalising_matrix(W, np.eye(3))
+    assert not E.check_orthonormalising_matrix(W, np.eye(2))

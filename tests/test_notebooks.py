@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from lora_edu import rank, svd
+from lora_edu import autoencoder, rank, svd
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
@@ -18,6 +18,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 FROM_SCRATCH = {
     "01_matrix_rank.ipynb": [rank.outer_product_sum, rank.numerical_rank],
     "02_svd_truncation.ipynb": [svd.truncated_svd, svd.low_rank_approx],
+    "03_linear_autoencoders.ipynb": [
+        autoencoder.LinearAutoencoder,
+        autoencoder.principal_angles,
+        autoencoder.subspace_similarity,
+    ],
 }
 
 

@@ -79,3 +79,26 @@ def test_explorers_reject_bad_input():
         W.rank_explorer(np.eye(4), k=5)
     with pytest.raises(ValueError, match="d must be in"):
         W.outer_product_explorer(d=0)
+
+
+def test_autoencoder_explorer_switches_models():
+    from lora_edu import autoencoder as AE
+    from lora_edu.data import load_digits_data
+
+    X, _ = load_digits_data()
+    Xtr, mean = AE.center(X[:300])
+    Xte, _ = AE.center(X[300:360], mean)
+    lin = {k: AE.LinearAutoencoder(64, k) for k in (2, 4)}
+    non = {2: AE.NonlinearAutoencoder(64, 2, hidden=8)}
+    for m in [*lin.values(), *non.values()]:
+        AE.train_autoencoder(m, Xtr, epochs=2, lr=0.01, progress=False)
+    ex = W.autoencoder_explorer(Xtr, Xte, mean, lin, non, n_show=3)
+    assert ex.slider.value == 4
+    png = bytes(ex.live.widget.value)
+    assert "non-linear AE" not in ex.readout.value  # not trained at k=4, and it says nothing false
+    ex.slider.value = 2
+    assert "k = 2" in ex.readout.value and "non-linear AE" in ex.readout.value
+    assert bytes(ex.live.widget.value) != png
+    assert ex.errors["PCA (truncated SVD)"][4] == pytest.approx(AE.pca_mse(Xtr, 4, Xte))
+    with pytest.raises(ValueError, match="linear must map"):
+        W.autoencoder_explorer(Xtr, Xte, mean, {}, {})
