@@ -188,3 +188,65 @@ def check_orthonormalising_matrix(W_dec: np.ndarray, M: object) -> Feedback:
         return _report(False, f"the identity leaves W_dec as it is; its Gram matrix is off by {err:.2f}")
     hint = "try M = inv(R) from the QR factorisation W_dec = Q R"
     return _report(False, f"(W_dec M)^T (W_dec M) differs from the identity by up to {err:.3g}; {hint}")
+
+
+# ----------------------------------------------------------------------------- notebook 04
+
+
+def check_lora_params(shapes: list[tuple[int, int]], r: int, answer: object) -> Feedback:
+    """Exercise 04.1: trainable LoRA parameters for layers of the given (out, in) shapes at rank r."""
+    if not _is_int(answer):
+        return _report(False, f"give a whole number, got {answer!r}")
+    right = sum(r * (o + i) for o, i in shapes)
+    if answer == right:
+        return _report(True, f"sum over layers of r (d_out + d_in) = {right:,}")
+    if answer in (sum(r * i for _, i in shapes), sum(r * o for o, _ in shapes)):
+        return _report(False, "you counted only one of A (r x d_in) and B (d_out x r), as note 001's '32,768' does")
+    if len(shapes) > 1 and answer in {r * (o + i) for o, i in shapes}:
+        return _report(False, "that is one layer; add every targeted layer in every block")
+    if answer == sum(o * i for o, i in shapes):
+        return _report(False, "that is the frozen weights' size, not the adapter's")
+    return _report(False, f"{answer:,} is not sum of r (d_out + d_in) over the {len(shapes)} layers")
+
+
+def check_scaling(alpha: float, r: int, use_rslora: bool, answer: object) -> Feedback:
+    """Exercise 04.2: the factor LoRA multiplies B A by."""
+    import math
+
+    right = alpha / (math.sqrt(r) if use_rslora else r)
+    try:
+        val = float(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _report(False, f"give a number, got {answer!r}")
+    if math.isclose(val, right, rel_tol=1e-9):
+        return _report(True, f"{'alpha / sqrt(r)' if use_rslora else 'alpha / r'} = {right:g}")
+    if math.isclose(val, alpha, rel_tol=1e-9):
+        return _report(False, "alpha alone is not the factor; it is divided by r (or sqrt(r) with rsLoRA)")
+    if use_rslora and math.isclose(val, alpha / r, rel_tol=1e-9):
+        return _report(False, "that is standard LoRA's alpha / r; rsLoRA divides by sqrt(r)")
+    if not use_rslora and math.isclose(val, alpha / math.sqrt(r), rel_tol=1e-9):
+        return _report(False, "that is rsLoRA's alpha / sqrt(r); standard LoRA divides by r")
+    return _report(False, f"{val:g} is not the scaling for alpha={alpha:g}, r={r}")
+
+
+def check_merged_weight(W0, A, B, alpha: float, r: int, answer: object) -> Feedback:
+    """Exercise 04.3: the merged nn.Linear weight W0 + (alpha / r) B A, shape (out, in)."""
+    import torch
+
+    W0, A, B = (torch.as_tensor(t, dtype=torch.float64) for t in (W0, A, B))
+    right = W0 + (alpha / r) * (B @ A)
+    try:
+        ans = torch.as_tensor(answer, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return _report(False, f"give a tensor of shape {tuple(right.shape)}, got {type(answer).__name__}")
+    if ans.shape != right.shape:
+        if ans.shape == right.T.shape:
+            return _report(False, "transposed: nn.Linear stores (out, in); only GPT-2's Conv1D stores (in, out)")
+        return _report(False, f"shape {tuple(ans.shape)}; the merged weight has W0's shape {tuple(right.shape)}")
+    if torch.allclose(ans, right, atol=1e-6):
+        return _report(True, "W0 + (alpha / r) B A: the same function as the unmerged layer, with no extra matmuls")
+    if torch.allclose(ans, W0 + B @ A, atol=1e-6):
+        return _report(False, "you forgot the scaling alpha / r")
+    if torch.allclose(ans, W0, atol=1e-6):
+        return _report(False, "that is W0 unchanged; add the update")
+    return _report(False, "not W0 + (alpha / r) B A")

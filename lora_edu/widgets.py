@@ -409,3 +409,91 @@ def autoencoder_explorer(X_train, X_eval, mean, linear: dict, nonlinear: dict, n
     widget.slider, widget.readout, widget.live, widget.errors = slider, readout, live, errors
     update()
     return widget
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 04: what LoRA learned at each rank
+# ---------------------------------------------------------------------------------------------
+
+
+def lora_rank_explorer(results: dict, full_spectrum: np.ndarray | None = None, full_accuracy: float | None = None):
+    """Slider over the LoRA rank r: the singular values of the learned update and the accuracy.
+
+    Args:
+        results: ``{r: {"singular_values": 1-D array (the learned delta W's), "accuracy": float,
+            "trainable": int}}`` for each rank trained.
+        full_spectrum: singular values of the full fine-tune's delta W (drawn for reference).
+        full_accuracy: the full fine-tune's accuracy (a dashed reference line).
+    """
+    if not results:
+        raise ValueError("results must map at least one rank r to its measurements")
+    for r, res in results.items():
+        missing = {"singular_values", "accuracy", "trainable"} - set(res)
+        if missing:
+            raise ValueError(f"results[{r}] lacks {sorted(missing)}")
+    ranks = sorted(results)
+    n_sv = max(len(results[r]["singular_values"]) for r in ranks)
+    if full_spectrum is not None:
+        n_sv = max(n_sv, len(full_spectrum))
+    n_sv = min(n_sv, 2 * max(ranks))
+
+    def draw(r):
+        fig = new_figure((9.0, 3.6))
+        ax_s, ax_a = fig.subplots(1, 2)
+        if full_spectrum is not None:
+            fs = np.asarray(full_spectrum)[:n_sv]
+            ax_s.plot(np.arange(1, len(fs) + 1), fs, color=OKABE_ITO[0], linestyle=":", marker="",
+                      label="full fine-tune")
+        sv = np.asarray(results[r]["singular_values"])[:n_sv]
+        (line,) = ax_s.plot(np.arange(1, len(sv) + 1), np.maximum(sv, 1e-12), color=OKABE_ITO[2], marker="o",
+                            markersize=3, label="LoRA delta W")
+        vline_s = ax_s.axvline(r, color=OKABE_ITO[4], linestyle="--", marker="", label="rank r")
+        ax_s.set_yscale("log")
+        ax_s.set_ylim(1e-7, None)
+        ax_s.set_xlim(0.5, n_sv + 0.5)
+        ax_s.set_xlabel("singular value index i")
+        ax_s.set_ylabel("sigma_i of delta W (log scale)")
+        ax_s.legend(fontsize=7, loc="lower left")
+        acc = [100 * results[k]["accuracy"] for k in ranks]
+        ax_a.plot(ranks, acc, color=OKABE_ITO[2], marker="s", label="LoRA")
+        if full_accuracy is not None:
+            ax_a.axhline(100 * full_accuracy, color=OKABE_ITO[0], linestyle=":", marker="", label="full fine-tune")
+        (dot,) = ax_a.plot([r], [100 * results[r]["accuracy"]], color=OKABE_ITO[4], marker="o", markersize=9,
+                           linestyle="", label="current r")
+        ax_a.set_xscale("log", base=2)
+        ax_a.set_xlabel("rank r (log2 scale)")
+        ax_a.set_ylabel("held-out accuracy (%)")
+        ax_a.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        return fig, line, vline_s, dot
+
+    r0 = ranks[len(ranks) // 2]
+    try:
+        from ipywidgets import HTML, Layout, SelectionSlider
+    except ImportError:
+        print("ipywidgets is not installed, so here is the static fallback for r =", r0)
+        return draw(r0)[0]
+    fig, line, vline_s, dot = draw(r0)
+    live = LiveFigure(fig)
+    slider = SelectionSlider(options=ranks, value=r0, description="rank r", layout=Layout(width="500px"))
+    readout = HTML()
+
+    def update(change=None):
+        r = slider.value
+        sv = np.asarray(results[r]["singular_values"])[:n_sv]
+        line.set_data(np.arange(1, len(sv) + 1), np.maximum(sv, 1e-12))
+        vline_s.set_xdata([r, r])
+        dot.set_data([r], [100 * results[r]["accuracy"]])
+        nonzero = int(np.sum(sv > 1e-6 * max(sv.max(), 1e-30)))
+        readout.value = (f"<b>r = {r}</b> &nbsp;|&nbsp; accuracy {100 * results[r]['accuracy']:.1f} % &nbsp;|&nbsp; "
+                         f"{results[r]['trainable']:,} trainable parameters &nbsp;|&nbsp; "
+                         f"delta W has {nonzero} non-negligible singular values (at most r = {r})")
+        live.refresh()
+
+    slider.observe(update, names="value")
+    Explorer = _explorer_base()
+    widget = Explorer([slider, readout, live.widget], fallback=draw(r0)[0],
+                      title=f"LoRA rank explorer (r in {ranks})")
+    widget.slider, widget.readout, widget.live = slider, readout, live
+    update()
+    return widget

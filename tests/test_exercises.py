@@ -57,3 +57,19 @@ def test_nb03_checks():
     assert E.check_orthonormalising_matrix(W, np.linalg.inv(R))
     assert not E.check_orthonormalising_matrix(W, np.eye(3))
     assert not E.check_orthonormalising_matrix(W, np.eye(2))
+
+
+def test_nb04_checks():
+    import torch
+
+    assert E.check_lora_params([(4096, 4096)] * 4, 16, 4 * 16 * 8192)
+    assert "one of A" in E.check_lora_params([(4096, 4096)] * 4, 16, 4 * 16 * 4096).message
+    assert "one layer" in E.check_lora_params([(4096, 4096)] * 4, 16, 16 * 8192).message
+    assert E.check_scaling(32, 16, True, 8.0)
+    assert "rsLoRA divides" in E.check_scaling(32, 16, True, 2.0).message
+    assert E.check_scaling(32, 16, False, 2.0)
+    torch.manual_seed(0)
+    W0, A, B = torch.randn(5, 4), torch.randn(2, 4), torch.randn(5, 2)
+    assert E.check_merged_weight(W0, A, B, 4, 2, W0 + 2 * B @ A)
+    assert "scaling" in E.check_merged_weight(W0, A, B, 4, 2, W0 + B @ A).message
+    assert "transposed" in E.check_merged_weight(W0, A, B, 4, 2, (W0 + 2 * B @ A).T).message

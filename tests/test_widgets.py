@@ -102,3 +102,15 @@ def test_autoencoder_explorer_switches_models():
     assert ex.errors["PCA (truncated SVD)"][4] == pytest.approx(AE.pca_mse(Xtr, 4, Xte))
     with pytest.raises(ValueError, match="linear must map"):
         W.autoencoder_explorer(Xtr, Xte, mean, {}, {})
+
+
+def test_lora_rank_explorer():
+    results = {r: {"singular_values": np.r_[np.linspace(2, 1, r), np.zeros(8 - r)], "accuracy": 0.9 + r / 100,
+                   "trainable": 100 * r} for r in (1, 2, 4, 8)}
+    ex = W.lora_rank_explorer(results, full_spectrum=np.linspace(3, 0.1, 16), full_accuracy=0.99)
+    png = bytes(ex.live.widget.value)
+    ex.slider.value = 8
+    assert "r = 8" in ex.readout.value and "8 non-negligible" in ex.readout.value
+    assert bytes(ex.live.widget.value) != png
+    with pytest.raises(ValueError, match="lacks"):
+        W.lora_rank_explorer({1: {"accuracy": 1.0}})
