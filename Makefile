@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: help venv lab test test-fast execute figures lint check-env clean
+.PHONY: help venv lab test test-fast execute figures fallback-model lint check-env clean
 
 help:
 	@echo "make lab        create .venv if missing, install, open JupyterLab on notebooks/ (localhost, token on)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast  unit tests only (no notebooks)"
 	@echo "make execute    re-execute every notebook in place, fresh kernel, top to bottom"
 	@echo "make figures    regenerate figures/ from code (lora_edu/figures.py)"
+	@echo "make fallback-model  re-pretrain the offline GPT-2 shipped in lora_edu/assets (~5 min on 2 cores)"
 	@echo "make lint       ruff"
 	@echo "make check-env  print OK/FAIL for every requirement"
 
@@ -47,6 +48,9 @@ execute: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/python -m lora_edu.figures
+
+fallback-model: $(STAMP)
+	$(BIN)/python -m lora_edu.gpt2 --steps 500
 
 lint: $(STAMP)
 	$(BIN)/ruff check lora_edu tests

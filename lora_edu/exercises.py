@@ -7,6 +7,7 @@ returns a :class:`Feedback` that is truthy when the answer is right.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,3 +251,62 @@ def check_merged_weight(W0, A, B, alpha: float, r: int, answer: object) -> Feedb
     if torch.allclose(ans, W0, atol=1e-6):
         return _report(False, "that is W0 unchanged; add the update")
     return _report(False, "not W0 + (alpha / r) B A")
+
+
+# ----------------------------------------------------------------------------- notebook 05
+
+
+def check_float_bits(x: float, dtype: str, answer: object) -> Feedback:
+    """Exercise 05.1: the (sign, exponent, mantissa) bit strings of x in dtype."""
+    from lora_edu.quant import float_bits
+
+    right = float_bits(x, dtype)
+    if not (isinstance(answer, (tuple, list)) and len(answer) == 3 and all(isinstance(a, str) for a in answer)):
+        return _report(False, "give a tuple of three bit strings (sign, exponent, mantissa)")
+    if tuple(answer) == right:
+        return _report(True, f"{x} in {dtype}: sign {right[0]}, exponent {right[1]}, mantissa {right[2]}")
+    if [len(a) for a in answer] != [len(b) for b in right]:
+        return _report(False, f"{dtype} has {len(right[1])} exponent and {len(right[2])} mantissa bits")
+    if answer[1] != right[1]:
+        bias = 2 ** (len(right[1]) - 1) - 1
+        return _report(False, f"the exponent is stored with a bias of {bias}: write e + {bias} in binary")
+    return _report(False, "the mantissa stores the bits after the leading 1 of the binary fraction")
+
+
+def check_nf4_bytes(n_params: int, blocksize: int, double_quant: bool, answer: object) -> Feedback:
+    """Exercise 05.2: bytes to store n_params weights in NF4 with their block constants."""
+    from lora_edu.quant import overhead_bits
+
+    try:
+        val = float(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _report(False, f"give a number of bytes, got {answer!r}")
+    right = n_params * (4 + overhead_bits(blocksize, double_quant)) / 8
+    if math.isclose(val, right, rel_tol=1e-3):
+        bits = 4 + overhead_bits(blocksize, double_quant)
+        return _report(True, f"{n_params:,} x {bits:.3f} bits / 8 = {right:,.0f} bytes")
+    if math.isclose(val, n_params * 4 / 8, rel_tol=1e-3):
+        return _report(False, "you left out the block constants (absmax), which add bits per parameter")
+    if math.isclose(val, n_params * 4, rel_tol=1e-3):
+        return _report(False, "4 bits is half a byte, not 4 bytes")
+    return _report(False, f"{val:,.0f} is not n_params x (4 + overhead) / 8")
+
+
+def check_absmax_int8(x, answer: object) -> Feedback:
+    """Exercise 05.3: the int8 codes of absmax quantization of x (one scale for the whole vector)."""
+    import torch
+
+    from lora_edu.quant import absmax_quantize
+
+    right, scale = absmax_quantize(torch.as_tensor(x, dtype=torch.float32))
+    try:
+        ans = torch.as_tensor(answer).to(torch.int64)
+    except (TypeError, ValueError, RuntimeError):
+        return _report(False, "give a list or tensor of integers")
+    if ans.shape != right.shape:
+        return _report(False, f"one code per value: expected shape {tuple(right.shape)}")
+    if torch.equal(ans, right.to(torch.int64)):
+        return _report(True, f"round(x / scale) with scale = absmax / 127 = {float(scale):.6g}")
+    if torch.equal(ans, torch.trunc(torch.as_tensor(x, dtype=torch.float32) / scale).to(torch.int64)):
+        return _report(False, "you truncated; quantization rounds to the nearest integer")
+    return _report(False, "not round(x * 127 / max|x|)")

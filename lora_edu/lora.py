@@ -39,8 +39,11 @@ def base_shape(base: nn.Module) -> tuple[int, int, bool]:
     if _is_conv1d(base):
         in_features, out_features = base.weight.shape  # Conv1D stores W as (in, out): y = x @ W + b
         return in_features, out_features, True
+    if getattr(base, "is_quantized", False):  # lora_edu.quant.QuantizedLinear: the QLoRA base
+        return base.in_features, base.out_features, False
     raise TypeError(
-        f"base must be a torch.nn.Linear or a transformers GPT-2 Conv1D, got {type(base).__name__}"
+        f"base must be a torch.nn.Linear, a transformers GPT-2 Conv1D or a lora_edu QuantizedLinear, "
+        f"got {type(base).__name__}"
     )
 
 
@@ -100,6 +103,9 @@ class LoRALinear(nn.Module):
         return result + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
 
     def _signed_update(self, sign: float) -> None:
+        if getattr(self.base, "is_quantized", False):
+            raise TypeError("cannot merge into a quantized base: rounding would destroy the small update; "
+                            "dequantize the base first (QLoRA merges into the dequantized weight)")
         delta = self.delta_weight().detach()
         if not torch.isfinite(delta).all():
             raise ValueError("the LoRA update contains NaN or inf; refusing to write it into the base weight")

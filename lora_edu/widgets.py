@@ -497,3 +497,101 @@ def lora_rank_explorer(results: dict, full_spectrum: np.ndarray | None = None, f
     widget.slider, widget.readout, widget.live = slider, readout, live
     update()
     return widget
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 05: bits and block size vs quantization error
+# ---------------------------------------------------------------------------------------------
+
+GROUPINGS = ("per-tensor", 1024, 256, 64, 16)
+
+
+def quantization_error(weight, bits: int, grouping) -> float:
+    """Relative Frobenius error (%) of absmax quantize->dequantize at ``bits`` with one scale per
+    tensor (``"per-tensor"``) or per block of ``grouping`` consecutive values."""
+    import torch
+
+    from lora_edu.quant import absmax_dequantize, absmax_quantize, blockwise_absmax_roundtrip
+
+    w = torch.as_tensor(weight, dtype=torch.float32)
+    if grouping == "per-tensor":
+        q, s = absmax_quantize(w, bits)
+        wq = absmax_dequantize(q, s)
+    else:
+        wq = blockwise_absmax_roundtrip(w, bits, int(grouping))
+    return float(100 * torch.linalg.norm(w - wq) / torch.linalg.norm(w))
+
+
+def quantization_explorer(weight, name: str = "weight"):
+    """Sliders for bits (2..8) and grouping (per tensor or block size): the weight histogram with
+    the first block's quantization levels overlaid, and error vs bits for every grouping.
+
+    All 35 (bits, grouping) errors are computed here once; a slider move redraws the levels.
+    """
+    import torch
+
+    w = torch.as_tensor(weight, dtype=torch.float32).detach()
+    if w.numel() < 16:
+        raise ValueError(f"weight must have at least 16 values, got {w.numel()}")
+    bits_range = list(range(2, 9))
+    errors = {g: [quantization_error(w, b, g) for b in bits_range] for g in GROUPINGS}
+    flat = w.reshape(-1)
+
+    def levels(bits, grouping):
+        block = flat if grouping == "per-tensor" else flat[: int(grouping)]
+        qmax = 2 ** (bits - 1) - 1
+        amax = float(block.abs().max()) or 1.0
+        return np.arange(-qmax, qmax + 1) * amax / qmax
+
+    def draw(bits, grouping):
+        fig = new_figure((9.5, 3.6))
+        ax_h, ax_e = fig.subplots(1, 2)
+        ax_h.hist(flat.numpy(), bins=120, color=OKABE_ITO[6], log=True)
+        lv = levels(bits, grouping)
+        vl = ax_h.vlines(lv, 0.8, flat.numel(), color=OKABE_ITO[4], linewidth=0.6, label="levels (first block)")
+        ax_h.set_xlabel(f"{name} value")
+        ax_h.set_ylabel("count (log scale)")
+        ax_h.legend(fontsize=7, loc="upper right")
+        for i, g in enumerate(GROUPINGS):
+            label = g if g == "per-tensor" else f"blocks of {g}"
+            ax_e.plot(bits_range, errors[g], label=label, color=OKABE_ITO[i + 1], linestyle=LS[i], marker=MK[i])
+        (dot,) = ax_e.plot([bits], [errors[grouping][bits - 2]], color=OKABE_ITO[0], marker="o", markersize=10,
+                           linestyle="", label="current")
+        ax_e.set_yscale("log")
+        ax_e.set_xlabel("bits per weight")
+        ax_e.set_ylabel("relative error ||W - Q(W)|| / ||W|| (%)")
+        ax_e.legend(fontsize=7)
+        fig.tight_layout()
+        return fig, vl, dot
+
+    from lora_edu.plotting import LINESTYLES as LS
+    from lora_edu.plotting import MARKERS as MK
+
+    try:
+        from ipywidgets import HTML, HBox, IntSlider, SelectionSlider
+    except ImportError:
+        print("ipywidgets is not installed, so here is the static fallback for 4 bits, blocks of 64.")
+        return draw(4, 64)[0]
+    fig, vl, dot = draw(4, 64)
+    live = LiveFigure(fig)
+    bits = IntSlider(value=4, min=2, max=8, description="bits")
+    grouping = SelectionSlider(options=list(GROUPINGS), value=64, description="grouping")
+    readout = HTML()
+
+    def update(change=None):
+        b, g = bits.value, grouping.value
+        lv = levels(b, g)
+        vl.set_segments([[(v, 0.8), (v, flat.numel())] for v in lv])
+        dot.set_data([b], [errors[g][b - 2]])
+        readout.value = (f"<b>{b} bits, {g if g == 'per-tensor' else f'blocks of {g}'}</b> &nbsp;|&nbsp; "
+                         f"{len(lv)} levels &nbsp;|&nbsp; relative error {errors[g][b - 2]:.2f} %")
+        live.refresh()
+
+    bits.observe(update, names="value")
+    grouping.observe(update, names="value")
+    Explorer = _explorer_base()
+    widget = Explorer([HBox([bits, grouping]), readout, live.widget], fallback=draw(4, 64)[0],
+                      title="Quantization explorer (bits x grouping)")
+    widget.bits, widget.grouping, widget.readout, widget.live, widget.errors = bits, grouping, readout, live, errors
+    update()
+    return widget

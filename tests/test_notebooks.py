@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from lora_edu import autoencoder, lora, rank, svd
+from lora_edu import autoencoder, lora, quant, rank, svd
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
@@ -24,6 +24,7 @@ FROM_SCRATCH = {
         autoencoder.subspace_similarity,
     ],
     "04_lora_from_scratch.ipynb": [lora.LoRALinear],
+    "05_quantization.ipynb": [quant.nf4_levels_from_quantiles],
 }
 
 

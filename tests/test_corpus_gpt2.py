@@ -1,0 +1,118 @@
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from lora_edu import corpus as C
+from lora_edu import gpt2 as G
+
+
+def test_number_words():
+    assert C.number_to_words(0) == "zero"
+    assert C.number_to_words(13) == "thirteen"
+    assert C.number_to_words(40) == "forty"
+    assert C.number_to_words(47) == "forty-seven"
+    assert C.number_to_words(100) == "one hundred"
+    assert C.number_to_words(347) == "three hundred forty-seven"
+    assert C.spaced_digits(347) == "3 4 7"
+    with pytest.raises(ValueError, match=r"n must be in \[0, 999\]"):
+        C.number_to_words(1000)
+
+
+def test_corpus_is_seeded_and_task_disjoint():
+    assert C.course_corpus(50, seed=1) == C.course_corpus(50, seed=1)
+    assert C.course_corpus(50, seed=1) != C.course_corpus(50, seed=2)
+    task = C.number_words_task(n_train=600, n_test=150, seed=0)
+    train = {ex.number for ex in task["train"]}
+    test = {ex.number for ex in task["test"]}
+    assert len(train) == 600 and len(test) == 150 and not train & test
+    ex = C.format_number_example(47)
+    assert ex.prompt == "Number: 4 7\nIn words:" and ex.target == " forty-seven"
+    assert "In words:" not in " ".join(C.course_corpus(2000))  # the format is new to the base model
+    with pytest.raises(ValueError, match="distinct numbers"):
+        C.number_words_task(n_train=900, n_test=200)
+
+
+def test_tokenizer_is_real_gpt2():
+    tok = G.gpt2_tokenizer()
+    assert tok("Hello world")["input_ids"] == [15496, 995]
+    assert len(tok) == 50257 and tok.eos_token_id == 50256
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=64))
+    model.save_pretrained(tmp_path / "m")
+    G.gpt2_tokenizer().save_pretrained(tmp_path / "m")
+    return tmp_path / "m", model
+
+
+def test_load_gpt2_from_a_local_folder(tiny_folder):
+    folder, original = tiny_folder
+    model, tok, source = G.load_gpt2(str(folder))
+    assert source.kind == "local" and not source.is_fallback
+    for (n1, p1), (n2, p2) in zip(model.state_dict().items(), original.state_dict().items(), strict=True):
+        assert n1 == n2 and torch.equal(p1, p2)
+    assert tok("Hello world")["input_ids"] == [15496, 995]
+
+
+def test_unknown_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model folder"):
+        G.load_gpt2(str(tmp_path / "does" / "not" / "exist"))
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="is a file"):
+        G.load_gpt2(str(tmp_path / "file.txt"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(OSError, match="no loadable GPT-2 in folder"):
+        G.load_gpt2(str(empty))
+    with pytest.raises(TypeError, match="non-empty string"):
+        G.load_gpt2(None)
+
+
+def test_offline_hub_name_falls_back_loudly(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")   # as the probe would set it with no network
+    model, tok, source = G.load_gpt2("gpt2")
+    assert source.is_fallback and "'gpt2' was requested" in str(source)
+    assert "OFFLINE MODE" in capsys.readouterr().out
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    names = {n.split(".", 3)[-1] for n, _ in model.named_modules() if n.startswith("transformer.h.0.")}
+    assert {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"} <= names
+    record = json.loads((G.FALLBACK_DIR / "training.json").read_text())
+    assert record["steps"] >= 100 and record["final_loss"] < 3.0
+
+
+def test_fallback_is_good_enough_to_teach_with():
+    model, tok, source = G.load_gpt2(G.FALLBACK, verbose=False)
+    assert source.kind == "fallback"
+    ppl = G.perplexity(model, tok, C.held_out_text(60))
+    assert ppl < 20  # uniform guessing over 50,257 tokens would be 50,257
+    assert G.greedy_generate(model, tok, "There are", 6).strip()
+
+
+def test_probe_happens_before_transformers_import(tmp_path):
+    import subprocess
+
+    code = (
+        "import os, sys; os.environ['HF_HUB_OFFLINE']='1'; from lora_edu import gpt2; "
+        "assert 'transformers' not in sys.modules; m, t, s = gpt2.load_gpt2('gpt2', verbose=False); "
+        "print(s.kind, os.environ['HF_HUB_OFFLINE'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "LORA_EDU_CACHE": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("fallback 1")
+
+
+def test_perplexity_errors_and_determinism(tiny_folder):
+    folder, _ = tiny_folder
+    model, tok, _ = G.load_gpt2(str(folder))
+    text = C.held_out_text(5)
+    assert G.perplexity(model, tok, text) == G.perplexity(model, tok, text)
+    with pytest.raises(ValueError, match="at least two tokens"):
+        G.perplexity(model, tok, "a")
