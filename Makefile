@@ -50,7 +50,7 @@ figures: $(STAMP)
 	$(BIN)/python -m lora_edu.figures
 
 fallback-model: $(STAMP)
-	$(BIN)/python -m lora_edu.gpt2 --steps 500
+	$(BIN)/python -m lora_edu.gpt2 --steps 700
 
 lint: $(STAMP)
 	$(BIN)/ruff check lora_edu tests

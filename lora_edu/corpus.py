@@ -6,11 +6,11 @@ so the same seed always gives the same text.
 * :func:`course_corpus` - plain English sentences about counting things and about the course's
   linear algebra (number words in context, digits written with spaces, facts from notebooks 01-04).
   The offline fallback GPT-2 is pretrained on it.
-* :func:`number_words_task` - the fine-tuning task of notebook 06: write a number given as
-  spaced digits ("4 7") in English words ("forty-seven"). The *format* never occurs in the
-  pretraining corpus, so the base model has to learn it, and held-out numbers (never seen in
-  training) measure whether it learned the rule rather than the examples: exact match on them is
-  the task metric.
+* :func:`counting_qa_task` - the fine-tuning task of notebook 06: read one counting sentence and
+  answer "Who counted?", "What was counted?", "Where?" or "How many?" in the format
+  "Question: ...\nAnswer: ...". The format never occurs in the pretraining corpus, so the base
+  model has to learn it; held-out sentences (never seen in training) measure whether it learned the
+  rule rather than the examples: exact match on them is the task metric.
 """
 
 from __future__ import annotations
@@ -82,6 +82,13 @@ TEMPLATES = [
     "{name} has {w} {noun}, and {name2} has {w2}.",
     "In the {place} there were {w} {noun} yesterday.",
     "The answer is {w}.",
+    # Sentences that mention the same entity twice: they teach the model to look back and copy,
+    # which is what answering a question about a sentence needs.
+    "{name} counted {w} {noun} in the {place}. "
+    "So {name} counted the {noun}, and the {noun} were in the {place}.",
+    "{name} counted {w} {noun}. That makes {w} {noun}, counted by {name}.",
+    "In the {place}, {name2} found {w2} {noun2}; {name2} found the {noun2} in the {place}.",
+    "The {noun} in the {place} were counted by {name}: {name} counted {w} of them.",
 ]
 
 
@@ -111,36 +118,84 @@ def held_out_text(n_sentences: int = 300, seed: int = 12345) -> str:
 
 
 @dataclass
-class NumberWordsExample:
-    number: int
-    prompt: str  # "Number: 4 7\nIn words:"
-    target: str  # " forty-seven"
+class TaskExample:
+    """One fine-tuning example: the model sees ``prompt`` and must continue with ``target``."""
+
+    prompt: str
+    target: str
+    kind: str = ""
 
     @property
     def text(self) -> str:
         return self.prompt + self.target
 
 
-def format_number_example(n: int) -> NumberWordsExample:
-    """The fine-tuning format: prompt with spaced digits, target with a leading space."""
-    return NumberWordsExample(n, f"Number: {spaced_digits(n)}\nIn words:", " " + number_to_words(n))
+QUESTIONS = {
+    "who": ("Who counted?", lambda f: f["name"]),
+    "what": ("What was counted?", lambda f: f["noun"]),
+    "where": ("Where?", lambda f: f["place"]),
+    "how many": ("How many?", lambda f: f["words"]),
+}
 
 
-def number_words_task(
-    n_train: int = 600, n_test: int = 150, seed: int = 0, max_number: int = 999
-) -> dict[str, list[NumberWordsExample]]:
-    """Disjoint train/test numbers in [0, max_number] for the digits -> words task.
+def counting_qa_example(name: str, number: int, noun: str, place: str, question: str) -> TaskExample:
+    """One reading question about one counting sentence, in the course's answer format.
 
-    Returns ``{"train": [...], "test": [...]}``; no number appears in both.
+    >>> counting_qa_example("Ada", 47, "apples", "garden", "how many").text
+    'Ada counted forty-seven apples in the garden.\nQuestion: How many?\nAnswer: forty-seven'
     """
-    max_number = check_int(max_number, "max_number", 1, 999)
+    if question not in QUESTIONS:
+        raise ValueError(f"question must be one of {sorted(QUESTIONS)}, got {question!r}")
+    facts = {"name": name, "noun": noun, "place": place, "words": number_to_words(number)}
+    q, answer = QUESTIONS[question]
+    prompt = f"{name} counted {facts['words']} {noun} in the {place}.\nQuestion: {q}\nAnswer:"
+    return TaskExample(prompt, " " + answer(facts), question)
+
+
+def counting_qa_task(n_train: int = 800, n_test: int = 200, seed: int = 0) -> dict[str, list[TaskExample]]:
+    """The fine-tuning task of notebook 06: answer who/what/where/how many about a sentence.
+
+    The answer is always a span of the sentence, so a model that learned the *format* answers
+    held-out sentences correctly: exact match on the test set is the task metric. Train and test
+    sentences are disjoint (no (name, number, noun, place) combination appears in both), and the
+    "Question: / Answer:" format never occurs in :func:`course_corpus`.
+    """
     n_train = check_int(n_train, "n_train", 1)
     n_test = check_int(n_test, "n_test", 1)
-    if n_train + n_test > max_number + 1:
-        raise ValueError(f"n_train + n_test must be <= {max_number + 1} distinct numbers, got {n_train + n_test}")
-    numbers = list(range(max_number + 1))
-    random.Random(seed).shuffle(numbers)
-    return {
-        "train": [format_number_example(n) for n in numbers[:n_train]],
-        "test": [format_number_example(n) for n in numbers[n_train : n_train + n_test]],
-    }
+    rng = random.Random(seed)
+    seen: set[tuple] = set()
+    examples: list[TaskExample] = []
+    kinds = sorted(QUESTIONS)
+    while len(examples) < n_train + n_test:
+        key = (rng.choice(NAMES), rng.randrange(1000), rng.choice(NOUNS), rng.choice(PLACES))
+        if key in seen:
+            continue
+        seen.add(key)
+        examples.append(counting_qa_example(*key, question=kinds[len(examples) % len(kinds)]))
+    rng.shuffle(examples)
+    return {"train": examples[:n_train], "test": examples[n_train:]}
+
+
+_NUMBER_WORDS = None
+
+
+def answer_has_right_type(answer: str, example: TaskExample) -> bool:
+    """True if ``answer`` is the right *kind* of answer for the question, right or wrong:
+    a name for "who", a counted noun for "what", a place for "where", number words for "how many".
+
+    A base model that has not learned the format scores ~0 here; a model that learned the format
+    but not yet which span to copy scores high here and lower on exact match.
+    """
+    global _NUMBER_WORDS
+    a = answer.strip()
+    if example.kind == "who":
+        return a in NAMES
+    if example.kind == "what":
+        return a in NOUNS
+    if example.kind == "where":
+        return a in PLACES
+    if example.kind == "how many":
+        if _NUMBER_WORDS is None:
+            _NUMBER_WORDS = {number_to_words(n) for n in range(1000)}
+        return a in _NUMBER_WORDS
+    raise ValueError(f"example.kind must be one of {sorted(QUESTIONS)}, got {example.kind!r}")

@@ -310,3 +310,30 @@ def check_absmax_int8(x, answer: object) -> Feedback:
     if torch.equal(ans, torch.trunc(torch.as_tensor(x, dtype=torch.float32) / scale).to(torch.int64)):
         return _report(False, "you truncated; quantization rounds to the nearest integer")
     return _report(False, "not round(x * 127 / max|x|)")
+
+
+# ----------------------------------------------------------------------------- notebook 06
+
+
+def check_adam_state_bytes(trainable: int, answer: object) -> Feedback:
+    """Exercise 06.2: bytes of AdamW's state for ``trainable`` fp32 parameters."""
+    if not _is_int(answer):
+        return _report(False, f"give a whole number of bytes, got {answer!r}")
+    right = 8 * trainable
+    if answer == right:
+        return _report(True, f"two fp32 moments (m and v) per trainable parameter: 8 x {trainable:,} = {right:,} bytes")
+    if answer == 4 * trainable:
+        return _report(False, "Adam keeps two moment estimates per parameter, not one")
+    if answer == 16 * trainable:
+        return _report(False, "that adds weights and gradients; the question is the optimizer state alone")
+    return _report(False, f"{answer:,} is not 8 bytes per trainable parameter")
+
+
+def check_underfitting_fix(answer: object) -> Feedback:
+    """Exercise 06.3: which change helps an underfitting adapter."""
+    choices = {"lower r", "raise r", "more dropout", "fewer modules"}
+    if answer not in choices:
+        return _report(False, f"answer with one of {sorted(choices)}")
+    if answer == "raise r":
+        return _report(True, "more rank (or more target modules, or more steps) adds capacity; study note 001's rule")
+    return _report(False, f"'{answer}' reduces capacity or adds regularisation: that is the fix for overfitting")

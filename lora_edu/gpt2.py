@@ -238,7 +238,7 @@ def greedy_generate(model, tokenizer, prompt: str, max_new_tokens: int = 12, sto
 # ------------------------------------------------------------------------------------------------
 
 
-def build_fallback(out_dir: Path = FALLBACK_DIR, steps: int = 500, seed: int = 0, progress: bool = True) -> dict:
+def build_fallback(out_dir: Path = FALLBACK_DIR, steps: int = 700, seed: int = 0, progress: bool = True) -> dict:
     """Pretrain the fallback GPT-2 on :func:`lora_edu.corpus.course_corpus` and save it (fp16).
 
     Deterministic for a given seed, thread count and torch build. Returns the training record,
@@ -288,7 +288,7 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Build the offline fallback GPT-2 (make fallback-model).")
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--out", type=Path, default=FALLBACK_DIR)
     args = parser.parse_args()
     print(json.dumps(build_fallback(args.out, args.steps), indent=2))

@@ -24,15 +24,15 @@ def test_number_words():
 def test_corpus_is_seeded_and_task_disjoint():
     assert C.course_corpus(50, seed=1) == C.course_corpus(50, seed=1)
     assert C.course_corpus(50, seed=1) != C.course_corpus(50, seed=2)
-    task = C.number_words_task(n_train=600, n_test=150, seed=0)
-    train = {ex.number for ex in task["train"]}
-    test = {ex.number for ex in task["test"]}
-    assert len(train) == 600 and len(test) == 150 and not train & test
-    ex = C.format_number_example(47)
-    assert ex.prompt == "Number: 4 7\nIn words:" and ex.target == " forty-seven"
-    assert "In words:" not in " ".join(C.course_corpus(2000))  # the format is new to the base model
-    with pytest.raises(ValueError, match="distinct numbers"):
-        C.number_words_task(n_train=900, n_test=200)
+    task = C.counting_qa_task(n_train=600, n_test=150, seed=0)
+    train = {ex.prompt.split("\n")[0] for ex in task["train"]}
+    test = {ex.prompt.split("\n")[0] for ex in task["test"]}
+    assert len(task["train"]) == 600 and len(task["test"]) == 150 and not train & test
+    ex = C.counting_qa_example("Ada", 47, "apples", "garden", "how many")
+    assert ex.prompt == "Ada counted forty-seven apples in the garden.\nQuestion: How many?\nAnswer:"
+    assert ex.target == " forty-seven"
+    assert C.answer_has_right_type(" seven", ex) and not C.answer_has_right_type(" Ada", ex)
+    assert "Question:" not in " ".join(C.course_corpus(2000))  # the format is new to the base model
 
 
 def test_tokenizer_is_real_gpt2():

@@ -73,3 +73,14 @@ def test_nb04_checks():
     assert E.check_merged_weight(W0, A, B, 4, 2, W0 + 2 * B @ A)
     assert "scaling" in E.check_merged_weight(W0, A, B, 4, 2, W0 + B @ A).message
     assert "transposed" in E.check_merged_weight(W0, A, B, 4, 2, (W0 + 2 * B @ A).T).message
+
+
+def test_nb05_nb06_checks():
+    assert E.check_float_bits(-2.75, "bfloat16", ("1", "10000000", "0110000"))
+    assert "bias" in E.check_float_bits(-2.75, "bfloat16", ("1", "00000001", "0110000")).message
+    assert E.check_nf4_bytes(1_000_000, 64, True, 1_000_000 * (4 + 8 / 64 + 32 / (64 * 256)) / 8)
+    assert "block constants" in E.check_nf4_bytes(1_000_000, 64, False, 500_000).message
+    assert E.check_absmax_int8([0.5, -1.0, 0.25, 2.0], [32, -64, 16, 127])
+    assert "truncated" in E.check_absmax_int8([0.5, -1.0, 0.25, 2.0], [31, -63, 15, 127]).message
+    assert E.check_adam_state_bytes(100, 800) and "two moment" in E.check_adam_state_bytes(100, 400).message
+    assert E.check_underfitting_fix("raise r") and not E.check_underfitting_fix("lower r")
