@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: help venv lab test test-fast execute figures fallback-model lint check-env clean
+.PHONY: help venv lab test test-fast execute figures fallback-model bench lint check-env clean
 
 help:
 	@echo "make lab        create .venv if missing, install, open JupyterLab on notebooks/ (localhost, token on)"
@@ -17,6 +17,7 @@ help:
 	@echo "make execute    re-execute every notebook in place, fresh kernel, top to bottom"
 	@echo "make figures    regenerate figures/ from code (lora_edu/figures.py)"
 	@echo "make fallback-model  re-pretrain the offline GPT-2 shipped in lora_edu/assets (~5 min on 2 cores)"
+	@echo "make bench      performance ratios measured side by side (figures/bench.json, bench.png; ~8 min)"
 	@echo "make lint       ruff"
 	@echo "make check-env  print OK/FAIL for every requirement"
 
@@ -51,6 +52,9 @@ figures: $(STAMP)
 
 fallback-model: $(STAMP)
 	$(BIN)/python -m lora_edu.gpt2 --steps 700
+
+bench: $(STAMP)
+	$(BIN)/python -m lora_edu.bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check lora_edu tests
