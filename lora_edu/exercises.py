@@ -33,6 +33,14 @@ def _report(correct: bool, message: str) -> Feedback:
     return fb
 
 
+def _as_number(answer: object) -> float | None:
+    """``float(answer)``, or None when the answer is not a number (the caller reports that)."""
+    try:
+        return float(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
 def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -123,9 +131,8 @@ def check_eckart_young_error(s: np.ndarray, k: int, answer: object) -> Feedback:
     """Exercise 02.3: the Frobenius error of the best rank-k approximation, from the spectrum."""
     s = np.asarray(s, dtype=float)
     right = float(np.sqrt(np.sum(s[k:] ** 2)))
-    try:
-        val = float(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    val = _as_number(answer)
+    if val is None:
         return _report(False, f"give a number, got {answer!r}")
     if np.isclose(val, right, rtol=1e-9, atol=1e-12):
         return _report(True, f"sqrt(sum of the discarded sigma_i^2) = {right:.6g}")
@@ -144,9 +151,8 @@ def check_linear_ae_optimum(X: np.ndarray, k: int, answer: object) -> Feedback:
     X = as_matrix(X, "X")
     s = np.linalg.svd(X, compute_uv=False)
     right = float(np.sum(s[k:] ** 2) / X.size)
-    try:
-        val = float(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    val = _as_number(answer)
+    if val is None:
         return _report(False, f"give a number, got {answer!r}")
     if np.isclose(val, right, rtol=1e-6):
         return _report(True, f"sum of the discarded sigma_i^2 / (n d) = {right:.6g}, the rank-{k} truncated SVD's MSE")
@@ -215,9 +221,8 @@ def check_scaling(alpha: float, r: int, use_rslora: bool, answer: object) -> Fee
     import math
 
     right = alpha / (math.sqrt(r) if use_rslora else r)
-    try:
-        val = float(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    val = _as_number(answer)
+    if val is None:
         return _report(False, f"give a number, got {answer!r}")
     if math.isclose(val, right, rel_tol=1e-9):
         return _report(True, f"{'alpha / sqrt(r)' if use_rslora else 'alpha / r'} = {right:g}")
@@ -277,9 +282,8 @@ def check_nf4_bytes(n_params: int, blocksize: int, double_quant: bool, answer: o
     """Exercise 05.2: bytes to store n_params weights in NF4 with their block constants."""
     from lora_edu.quant import overhead_bits
 
-    try:
-        val = float(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    val = _as_number(answer)
+    if val is None:
         return _report(False, f"give a number of bytes, got {answer!r}")
     right = n_params * (4 + overhead_bits(blocksize, double_quant)) / 8
     if math.isclose(val, right, rel_tol=1e-3):

@@ -124,13 +124,12 @@ def load_gpt2(name: str = "gpt2", *, timeout: float = 1.5, verbose: bool = True)
         return _fallback() + (ModelSource("fallback", FALLBACK, _fallback_detail()),)
     if _looks_like_path(name):
         raise FileNotFoundError(f"no model folder at {name!r} (and it is not a hub name)")
-    online = "transformers" not in sys.modules and ensure_offline_if_unreachable(timeout)
-    if "transformers" in sys.modules:  # too late to set HF_HUB_OFFLINE for it; probe anyway, loudly
-        online = ensure_offline_if_unreachable(timeout)
-        if not online:
-            from huggingface_hub import constants
+    already_imported = "transformers" in sys.modules
+    online = ensure_offline_if_unreachable(timeout)  # sets HF_HUB_OFFLINE=1 when unreachable
+    if not online and already_imported:  # the env var is read at import time: set the flag directly
+        from huggingface_hub import constants
 
-            constants.HF_HUB_OFFLINE = True
+        constants.HF_HUB_OFFLINE = True
     if online:
         return _from_pretrained(name) + (ModelSource("hub", name, "from_pretrained(name), downloaded or cached"),)
     model, tok = _fallback()
