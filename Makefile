@@ -6,14 +6,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
+APP_PORT ?= 8866
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: help venv lab test test-fast execute figures fallback-model bench lint check-env clean
+.PHONY: help venv lab app slides test test-fast test-browser execute figures fallback-model bench lint check-env clean
 
 help:
 	@echo "make lab        create .venv if missing, install, open JupyterLab on notebooks/ (localhost, token on)"
-	@echo "make test       create/update .venv, run unit tests and every notebook (nbval)"
-	@echo "make test-fast  unit tests only (no notebooks)"
+	@echo "make app        classroom page: every slider explorer, no code, on http://127.0.0.1:$(APP_PORT)/ (voila, offline)"
+	@echo "make slides     lecture slides build/slides/*.slides.html (reveal.js, open offline from disk)"
+	@echo "make test       create/update .venv, run unit tests, every notebook (nbval) and the browser tests"
+	@echo "make test-fast  unit tests only (no notebooks, no browser)"
+	@echo "make test-browser  only the real-browser tests (headless /usr/bin/chromium)"
 	@echo "make execute    re-execute every notebook in place, fresh kernel, top to bottom"
 	@echo "make figures    regenerate figures/ from code (lora_edu/figures.py)"
 	@echo "make fallback-model  re-pretrain the offline GPT-2 shipped in lora_edu/assets (~5 min on 2 cores)"
@@ -41,11 +45,21 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests -m "not browser"
+
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -q tests -m browser
+
+app: $(STAMP)
+	$(BIN)/python -m lora_edu.app --port $(APP_PORT)
+
+slides: $(STAMP)
+	$(BIN)/python -m lora_edu.slides
 
 execute: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
+	$(BIN)/python -m lora_edu.slides --annotate $(NOTEBOOKS)
 
 figures: $(STAMP)
 	$(BIN)/python -m lora_edu.figures
@@ -63,4 +77,4 @@ check-env: $(STAMP)
 	$(BIN)/python -m lora_edu.check_env
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache build/app build/slides test-artifacts

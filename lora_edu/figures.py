@@ -124,13 +124,43 @@ def fig_spectra() -> Figure:
     return fig
 
 
+# README badges, drawn here as plain SVG so that the README shows no remote image.
+BADGES: dict[str, tuple[str, str, str]] = {  # name: (left text, right text, right colour)
+    "badge_binder": ("launch", "Binder", OKABE_ITO[4]),
+    "badge_colab": ("open in", "Colab", OKABE_ITO[0]),
+    "badge_offline": ("works", "offline", OKABE_ITO[2]),
+}
+
+
+def badge_svg(left: str, right: str, colour: str) -> str:
+    """A two-part badge (grey label, coloured value) as a standalone SVG string, no external refs."""
+    def width(text: str) -> int:
+        return 7 * len(text) + 12  # DejaVu Sans 11px is about 7 px per character
+
+    wl, wr = width(left), width(right)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{wl + wr}" height="20" role="img" '
+        f'aria-label="{left}: {right}">\n'
+        f'<rect width="{wl}" height="20" rx="3" fill="#555555"/>\n'
+        f'<rect x="{wl}" width="{wr}" height="20" rx="3" fill="{colour}"/>\n'
+        f'<g fill="#ffffff" font-family="DejaVu Sans,Verdana,sans-serif" font-size="11" text-anchor="middle">\n'
+        f'<text x="{wl / 2:.1f}" y="14">{left}</text>\n<text x="{wl + wr / 2:.1f}" y="14">{right}</text>\n'
+        f"</g>\n</svg>\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    names = (argv if argv is not None else sys.argv[1:]) or list(FIGURES)
-    unknown = [n for n in names if n not in FIGURES]
+    names = (argv if argv is not None else sys.argv[1:]) or list(FIGURES) + list(BADGES)
+    unknown = [n for n in names if n not in FIGURES and n not in BADGES]
     if unknown:
-        print(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}", file=sys.stderr)
+        print(f"unknown figure(s) {unknown}; known: {sorted(FIGURES) + sorted(BADGES)}", file=sys.stderr)
         return 2
     for name in names:
+        if name in BADGES:
+            path = FIGURES_DIR / f"{name}.svg"
+            path.write_text(badge_svg(*BADGES[name]))
+            print(f"wrote {path.relative_to(FIGURES_DIR.parent)}")
+            continue
         fmts = ("png", "svg") if name == "lora_factorisation" else ("png",)
         for path in save_figure(FIGURES[name](), name, formats=fmts):
             print(f"wrote {Path(path).relative_to(FIGURES_DIR.parent)}")

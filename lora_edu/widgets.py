@@ -71,6 +71,7 @@ def _explorer_base():
 
         def __init__(self, children, fallback: Figure, title: str) -> None:
             super().__init__(children)
+            self.add_class("lora-edu-explorer")  # a stable hook for CSS and the browser tests
             self._fallback_png = base64.b64encode(figure_png(fallback)).decode("ascii")
             self._title = title
 

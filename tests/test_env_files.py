@@ -77,3 +77,19 @@ def test_no_version_contradictions():
             f"environment.yml {line} disagrees with constraints.txt ({pins.get(name)})"
         )
     assert pins["torch"] == Version("2.13.0")
+
+
+def test_readme_badges_and_colab_links_point_at_the_repository():
+    readme = (ROOT / "README.md").read_text()
+    owner_repo = pyproject()["project"]["urls"]["Repository"].removeprefix("https://github.com/")
+    assert f"https://mybinder.org/v2/gh/{owner_repo}/HEAD" in readme
+    for nb in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+        assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{nb.name}" in readme
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", readme)
+    assert images and all((ROOT / src).is_file() for src in images), "README images must be local files"
+
+
+def test_binder_gets_the_cpu_torch_and_the_pinned_versions():
+    lines = env_pip_lines()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert lines.index("--extra-index-url https://download.pytorch.org/whl/cpu") < lines.index("-c constraints.txt")

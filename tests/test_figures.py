@@ -19,7 +19,8 @@ def test_every_referenced_figure_exists_and_is_made_by_code():
     for name in refs:
         assert (FIGURES_DIR / name).is_file(), f"figures/{name} is referenced but missing (run make figures)"
         made_by = "lora_edu/bench.py" if Path(name).stem == "bench" else "lora_edu/figures.py"
-        assert Path(name).stem in figures.FIGURES or made_by.endswith("bench.py"), (
+        stem = Path(name).stem
+        assert stem in figures.FIGURES or stem in figures.BADGES or made_by.endswith("bench.py"), (
             f"figures/{name} is not produced by {made_by}")
 
 
@@ -33,3 +34,13 @@ def test_make_figures_writes_every_registered_figure(tmp_path, monkeypatch):
     svg = (tmp_path / "lora_factorisation.svg").read_text()
     assert "<svg" in svg and not re.search(r'(?:href|src)="https?://', svg)  # no remote assets
     assert figures.main(["no_such_figure"]) == 2
+
+
+def test_badges_are_local_svgs_with_their_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "FIGURES_DIR", tmp_path)
+    assert figures.main(list(figures.BADGES)) == 0
+    for name, (left, right, colour) in figures.BADGES.items():
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert svg == (FIGURES_DIR / f"{name}.svg").read_text(), f"figures/{name}.svg is stale: run make figures"
+        assert f">{left}<" in svg and f">{right}<" in svg and colour in svg
+        assert not re.search(r'(?:href|src)="https?://', svg)

@@ -94,3 +94,55 @@ def test_from_scratch_code_is_the_package_code(name):
         assert fn.__name__ in defs, f"{name} no longer defines {fn.__name__}"
         package = ast.dump(ast.parse(inspect.getsource(fn)).body[0])
         assert defs[fn.__name__] == package, f"{name}: {fn.__name__} differs from {fn.__module__}.{fn.__name__}"
+
+
+# --- The Colab cell: the first code cell installs lora_edu only where it is missing ------------
+
+def install_cell_source(path) -> str:
+    return src(code_cells(load(path))[0])
+
+
+def repository_url() -> str:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+
+
+def test_every_notebook_starts_with_the_same_install_cell():
+    sources = {install_cell_source(p) for p in NOTEBOOKS}
+    assert len(sources) == 1, "the install cells differ between notebooks"
+    (source,) = sources
+    assert 'find_spec("lora_edu")' in source
+    assert f"git+{repository_url()}" in source, "the install cell must install from pyproject's Repository URL"
+    assert all(not code_cells(load(p))[0]["outputs"] for p in NOTEBOOKS), "installed: the cell prints nothing"
+
+
+def run_install_cell(monkeypatch, cwd, importable: bool) -> list[list[str]]:
+    import importlib.util
+    import subprocess
+
+    calls = []
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(subprocess, "check_call", lambda cmd, **kw: calls.append(cmd) or 0)
+    if not importable:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name == "lora_edu" else real(name, *a))
+    exec(compile(install_cell_source(NOTEBOOKS[0]), "install-cell", "exec"), {})
+    return calls
+
+
+def test_install_cell_does_nothing_where_lora_edu_is_importable(monkeypatch):
+    assert run_install_cell(monkeypatch, ROOT / "notebooks", importable=True) == []
+
+
+def test_install_cell_installs_the_clone_or_the_repository(monkeypatch, tmp_path, capsys):
+    import sys
+
+    (clone_cmd,) = run_install_cell(monkeypatch, ROOT / "notebooks", importable=False)
+    assert clone_cmd[:4] == [sys.executable, "-m", "pip", "install"] and clone_cmd[-1] == str(ROOT)
+    (colab_cmd,) = run_install_cell(monkeypatch, tmp_path, importable=False)   # e.g. /content on Colab
+    assert colab_cmd[-1] == f"git+{repository_url()}"
+    assert "installing it from" in capsys.readouterr().out

@@ -1,0 +1,225 @@
+"""The classroom app: every slider explorer of the course on one page, served by voila.
+
+``make app`` (``python -m lora_edu.app``) writes a small notebook whose code cells only call the
+section builders below, and serves it with voila on localhost. Voila shows outputs and hides the
+code, so what a teacher projects is sliders, pictures and numbers. Everything is computed here,
+from data that ships with matplotlib and scikit-learn, so the page works with no internet.
+
+Startup trains a few small models (about 20 s on 2 cores); after that a slider move only redraws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from lora_edu._checks import check_int
+
+DEFAULT_NOTEBOOK = Path("build") / "app" / "lora_edu_classroom.ipynb"
+
+# (heading, one-line lesson, builder) in notebook order; the app notebook is generated from this.
+SECTIONS: list[tuple[str, str, str]] = [
+    ("Rank-k approximation of a photo (notebook 02)",
+     "Drag k: the image sharpens fast at first, and the error curve shows why - singular values fall quickly.",
+     "rank_section"),
+    ("A matrix made of rank-1 outer products (notebook 01)",
+     "Each term adds one rank; the noise slider shows why numerical rank needs a tolerance.",
+     "outer_product_section"),
+    ("Linear autoencoder vs PCA (notebook 03)",
+     "At every bottleneck size k the trained linear autoencoder reconstructs as well as PCA.",
+     "autoencoder_section"),
+    ("What LoRA learns at each rank r (notebook 04)",
+     "The learned update B A has exactly r non-zero singular values; accuracy saturates at small r.",
+     "lora_section"),
+    ("Bits and block size vs quantization error (notebook 05)",
+     "One outlier ruins a per-tensor scale; small blocks confine the damage.",
+     "quantization_section"),
+]
+
+
+def rank_section(size: int = 256, k: int = 20):
+    """The rank explorer on matplotlib's Grace Hopper photo (grayscale, ``size`` x ``size``)."""
+    from lora_edu.data import sample_image
+    from lora_edu.widgets import rank_explorer
+
+    return rank_explorer(sample_image(size=check_int(size, "size", 16, 1024)), k=k)
+
+
+def outer_product_section():
+    """The outer-product explorer (a 12 x 10 matrix from up to 10 rank-1 terms plus noise)."""
+    from lora_edu.widgets import outer_product_explorer
+
+    return outer_product_explorer()
+
+
+def autoencoder_section(ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32), nonlinear_ks: tuple[int, ...] = (8, 32)):
+    """Linear autoencoders (every k in ``ks``) and non-linear ones (``nonlinear_ks``) on digits."""
+    from lora_edu import autoencoder as AE
+    from lora_edu.data import load_digits_data, train_test_split_indices
+    from lora_edu.widgets import autoencoder_explorer
+
+    if not ks or any(k not in ks for k in nonlinear_ks):
+        raise ValueError(f"nonlinear_ks must be a subset of a non-empty ks, got ks={ks}, nonlinear_ks={nonlinear_ks}")
+    X, _ = load_digits_data()
+    train, test = train_test_split_indices(len(X), 0.2, 0)
+    X_train, mean = AE.center(X[train])
+    X_test, _ = AE.center(X[test], mean)
+    linear, nonlinear = {}, {}
+    for k in ks:
+        linear[k] = AE.LinearAutoencoder(64, k)
+        AE.train_autoencoder(linear[k], X_train, epochs=1000, lr=0.02, seed=0, progress=False)
+    for k in nonlinear_ks:
+        nonlinear[k] = AE.NonlinearAutoencoder(64, k, hidden=64)
+        AE.train_autoencoder(nonlinear[k], X_train, epochs=150, lr=3e-3, seed=0, batch_size=64, progress=False)
+    return autoencoder_explorer(X_train, X_test, mean, linear, nonlinear, n_show=6)
+
+
+def lora_section(ranks: tuple[int, ...] = (1, 2, 4, 8, 16), epochs: int = 60):
+    """Adapt a digits-0-4 MLP to digits 5-9 with LoRA at each rank, and by full fine-tuning."""
+    import torch
+
+    from lora_edu import lora as L
+    from lora_edu.tasks import DigitsMLP, accuracy, digits_shift_task, train_classifier
+    from lora_edu.widgets import lora_rank_explorer
+
+    task = digits_shift_task(test_fraction=0.3, seed=0)
+    base = DigitsMLP(hidden=128, seed=0)
+    train_classifier(base, task.source_train, epochs=epochs, lr=1e-3, seed=0)
+    results = {}
+    for r in ranks:
+        model = L.add_lora(copy.deepcopy(base), ["fc1", "fc2"], r=r, alpha=2 * r)
+        L.mark_only_lora_as_trainable(model)
+        model.head.requires_grad_(True)
+        train_classifier(model, task.target_train, epochs=epochs, lr=3e-3, seed=0)
+        results[r] = dict(singular_values=torch.linalg.svdvals(model.fc2.delta_weight().detach()).numpy(),
+                          accuracy=accuracy(model, task.target_test), trainable=L.count_parameters(model)[0])
+    full = copy.deepcopy(base)
+    train_classifier(full, task.target_train, epochs=epochs, lr=1e-3, seed=0)
+    full_delta = (full.fc2.weight - base.fc2.weight).detach()
+    return lora_rank_explorer(results, full_spectrum=torch.linalg.svdvals(full_delta).numpy(),
+                              full_accuracy=accuracy(full, task.target_test))
+
+
+def quantization_section(shape: tuple[int, int] = (256, 256), seed: int = 0):
+    """A Gaussian weight (std 0.02, like GPT-2's initialisation) with one outlier 50x its max."""
+    import torch
+
+    from lora_edu.widgets import quantization_explorer
+
+    g = torch.Generator().manual_seed(seed)
+    w = 0.02 * torch.randn(*shape, generator=g)
+    w[0, 0] = 50 * w.abs().max()
+    return quantization_explorer(w, name="Gaussian weight with one outlier")
+
+
+def app_notebook() -> nbformat.NotebookNode:
+    """The notebook voila serves: a title, then a heading, one line and one builder call per section."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        "# lora-edu classroom explorers\n\n"
+        "Every slider of the course on one page. Drag a slider, or click it and use the arrow keys. "
+        "Computed on this machine; no internet needed. The notebooks explain each picture."))
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nfrom lora_edu import app"))
+    for heading, lesson, builder in SECTIONS:
+        nb.cells.append(nbformat.v4.new_markdown_cell(f"## {heading}\n\n{lesson}"))
+        nb.cells.append(nbformat.v4.new_code_cell(f"app.{builder}()"))
+    return nb
+
+
+def write_app_notebook(path: str | Path = DEFAULT_NOTEBOOK, *, overwrite: bool = True) -> Path:
+    """Write :func:`app_notebook` to ``path`` (a generated file: it is rewritten on every run).
+
+    Raises:
+        FileExistsError: if ``overwrite`` is False and ``path`` exists.
+    """
+    path = Path(path)
+    if path.suffix != ".ipynb":
+        raise ValueError(f"path must end in .ipynb, got {str(path)!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(app_notebook(), str(path))
+    return path
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+OFFLINE_TEMPLATE = "lora-edu-offline"
+
+
+def write_offline_template(data_dir: str | Path) -> Path:
+    """Copy voila's ``lab`` template to ``data_dir``/voila/templates/lora-edu-offline, minus its CDN links.
+
+    Voila's lab page links two Font Awesome style sheets on a CDN. Nothing on our page needs them,
+    and in a classroom with no internet they only fail (and would leak a request when online). The
+    copy is made from the installed voila every time, so it always matches its version.
+    """
+    import voila
+
+    src = Path(voila.__file__).resolve().parent
+    candidates = [Path(sys.prefix) / "share" / "jupyter" / "voila" / "templates" / "lab",
+                  src.parent.parent.parent.parent / "share" / "jupyter" / "voila" / "templates" / "lab"]
+    lab = next((c for c in candidates if (c / "index.html.j2").exists()), None)
+    if lab is None:
+        raise FileNotFoundError(f"voila's lab template not found in {[str(c) for c in candidates]}")
+    out = Path(data_dir) / "voila" / "templates" / OFFLINE_TEMPLATE
+    out.mkdir(parents=True, exist_ok=True)
+    for f in lab.iterdir():
+        if f.is_file():
+            text = f.read_text()
+            if f.name == "index.html.j2":
+                text = "\n".join(line for line in text.splitlines() if "://cdn." not in line) + "\n"
+            (out / f.name).write_text(text)
+    # Inherit everything else (voila's and nbconvert's lab templates, then base) from "lab".
+    (out / "conf.json").write_text('{"base_template": "lab"}\n')
+    return out
+
+
+def voila_command(notebook: str | Path, port: int, *, open_browser: bool = False) -> list[str]:
+    """The voila command line that serves ``notebook`` on 127.0.0.1:``port`` with code hidden.
+
+    Run it with ``JUPYTER_PATH`` pointing at the ``data_dir`` given to :func:`write_offline_template`.
+    """
+    port = check_int(port, "port", 1, 65535)
+    return [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
+            f"--template={OFFLINE_TEMPLATE}", "--strip_sources=True", "--theme=light",
+            f"--Voila.open_browser={open_browser}",
+            # A slow section (the LoRA sweep) must not hit voila's default 30 s cell timeout.
+            "--VoilaExecutor.timeout=600"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     epilog="Stop the server with Ctrl-C.")
+    parser.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
+    parser.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="where to write the app notebook")
+    parser.add_argument("--write-only", action="store_true", help="write the notebook and exit")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    args = parser.parse_args(argv)
+    path = write_app_notebook(args.notebook)
+    print(f"wrote {path} ({len(SECTIONS)} explorers)")
+    if args.write_only:
+        return 0
+    data_dir = path.parent / "share"
+    write_offline_template(data_dir)
+    env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(filter(None, [str(data_dir), os.environ.get("JUPYTER_PATH")])))
+    print(f"serving at http://127.0.0.1:{args.port}/  (first load trains small models, about 20 s)")
+    return subprocess.call(voila_command(path, args.port, open_browser=not args.no_browser), env=env)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""make app: the generated voila notebook, the offline template and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from lora_edu import app
+
+
+def test_app_notebook_calls_every_section_builder_and_nothing_else():
+    nb = app.app_notebook()
+    calls = [c.source for c in nb.cells if c.cell_type == "code"][1:]
+    assert calls == [f"app.{builder}()" for _, _, builder in app.SECTIONS]
+    assert all(callable(getattr(app, builder)) for _, _, builder in app.SECTIONS)
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"][1:]
+    assert headings == [f"## {heading}" for heading, _, _ in app.SECTIONS]
+
+
+def test_write_app_notebook_validates_and_respects_overwrite(tmp_path):
+    with pytest.raises(ValueError, match="path must end in .ipynb"):
+        app.write_app_notebook(tmp_path / "app.txt")
+    path = app.write_app_notebook(tmp_path / "deep" / "app.ipynb")
+    assert nbformat.read(str(path), as_version=4).cells[0].source.startswith("# lora-edu classroom")
+    with pytest.raises(FileExistsError):
+        app.write_app_notebook(path, overwrite=False)
+
+
+def test_offline_template_drops_the_cdn_links_and_inherits_lab(tmp_path):
+    out = app.write_offline_template(tmp_path)
+    page = (out / "index.html.j2").read_text()
+    assert "://cdn." not in page and "extends" in page
+    assert json.loads((out / "conf.json").read_text()) == {"base_template": "lab"}
+
+
+def test_voila_command_hides_code_on_localhost_and_checks_the_port(tmp_path):
+    cmd = app.voila_command(tmp_path / "a.ipynb", 8899)
+    assert "--port=8899" in cmd and "--Voila.ip=127.0.0.1" in cmd and "--strip_sources=True" in cmd
+    assert f"--template={app.OFFLINE_TEMPLATE}" in cmd
+    with pytest.raises(ValueError, match="port"):
+        app.voila_command(tmp_path / "a.ipynb", 70000)
+
+
+def test_fast_sections_build_explorers():
+    rank = app.rank_section(size=64, k=5)
+    assert rank.slider.value == 5 and rank.slider.max == 64 and "lora-edu-explorer" in rank._dom_classes
+    quant = app.quantization_section(shape=(32, 32))
+    assert "lora-edu-explorer" in quant._dom_classes
+    with pytest.raises(ValueError, match="size"):
+        app.rank_section(size=4)
+    with pytest.raises(ValueError, match="nonlinear_ks"):
+        app.autoencoder_section(ks=(1, 2), nonlinear_ks=(4,))
