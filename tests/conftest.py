@@ -124,8 +124,11 @@ class Server:
         self._log_file.close()
 
 
-def _server_env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+def _server_env(root: Path) -> dict[str, str]:
+    """The environment of a test server: offline, and with Jupyter's per-user data and runtime
+    folders (connection files, the notebook-signing key) inside ``root``, not in the learner's home."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               JUPYTER_DATA_DIR=str(root / "data"), JUPYTER_RUNTIME_DIR=str(root / "runtime"))
     env.pop("JUPYTER_PATH", None)
     return env
 
@@ -148,7 +151,7 @@ def jupyter_lab(tmp_path_factory):
         cmd.append("--allow-root")
     # Lab's own config, settings and workspaces go to the temporary folder too, so a test never
     # touches the learner's ~/.jupyter; the page config turns off the "Jupyter news?" pop-up.
-    env = _server_env()
+    env = _server_env(root)
     env.update(JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTERLAB_SETTINGS_DIR=str(root / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"))
     (root / "config" / "labconfig").mkdir(parents=True)
@@ -174,7 +177,7 @@ def voila_app(tmp_path_factory):
     notebook = write_app_notebook(root / "classroom.ipynb")
     data_dir = root / "share"
     write_offline_template(data_dir)
-    env = _server_env()
+    env = _server_env(root)
     env["JUPYTER_PATH"] = str(data_dir)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

@@ -7,8 +7,8 @@ def test_main_prints_one_line_per_requirement(capsys):
     code = check_env.main([])
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if ln.startswith(("OK", "FAIL", "INFO"))]
-    # python + every required package + the widgets extension + the hub
-    assert len(lines) == 1 + len(check_env.REQUIRED) + 2
+    # python + every required package + the widgets extension + the hub + 3 classroom tools
+    assert len(lines) == 1 + len(check_env.REQUIRED) + 2 + 3
     assert code == (1 if any(ln.startswith("FAIL") for ln in lines) else 0)
     assert any("torch" in ln for ln in lines) and any("huggingface hub" in ln for ln in lines)
 
@@ -52,3 +52,20 @@ def test_ensure_offline_sets_the_variable(monkeypatch):
     import os
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_missing_classroom_tools_are_info_with_a_hint(monkeypatch, tmp_path):
+    import importlib.util
+    import shutil
+
+    from lora_edu import slides
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("voila", "playwright") else real(name, *a))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(slides, "VENDOR", tmp_path)
+    monkeypatch.setattr(check_env, "CHROMIUM", tmp_path / "no-chromium")
+    app, slide, browser = check_env.check_classroom()
+    assert [c.status for c in (app, slide, browser)] == ["INFO"] * 3
+    assert "classroom" in app.detail and "npm" in slide.detail and "apt-get install" in browser.detail

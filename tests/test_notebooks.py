@@ -146,3 +146,16 @@ def test_install_cell_installs_the_clone_or_the_repository(monkeypatch, tmp_path
     (colab_cmd,) = run_install_cell(monkeypatch, tmp_path, importable=False)   # e.g. /content on Colab
     assert colab_cmd[-1] == f"git+{repository_url()}"
     assert "installing it from" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_widget_output_carries_a_static_fallback(path):
+    """GitHub, nbviewer and the slides have no kernel: they show the image/png next to the widget."""
+    widget_outputs = [o for c in code_cells(load(path)) for o in c["outputs"]
+                      if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                      and not re.search(r"\d+%\|", "".join(o["data"].get("text/plain", "")))]  # not tqdm bars
+    for o in widget_outputs:
+        assert o["data"]["image/png"], f"{path.name}: a widget output has no static picture"
+        assert "static fallback" in "".join(o["data"]["text/plain"])
+    if path.name.startswith(("01_", "02_", "03_", "04_", "05_")):
+        assert widget_outputs, f"{path.name} should show its slider explorer"
