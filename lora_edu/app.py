@@ -168,14 +168,12 @@ def write_offline_template(data_dir: str | Path) -> Path:
     and in a classroom with no internet they only fail (and would leak a request when online). The
     copy is made from the installed voila every time, so it always matches its version.
     """
-    import voila
+    from jupyter_core.paths import jupyter_path
 
-    src = Path(voila.__file__).resolve().parent
-    candidates = [Path(sys.prefix) / "share" / "jupyter" / "voila" / "templates" / "lab",
-                  src.parent.parent.parent.parent / "share" / "jupyter" / "voila" / "templates" / "lab"]
-    lab = next((c for c in candidates if (c / "index.html.j2").exists()), None)
-    if lab is None:
-        raise FileNotFoundError(f"voila's lab template not found in {[str(c) for c in candidates]}")
+    found = [Path(d) for d in jupyter_path("voila", "templates", "lab") if (Path(d) / "index.html.j2").exists()]
+    if not found:
+        raise FileNotFoundError("voila's lab template was not found in the Jupyter data paths: pip install voila")
+    lab = found[0]
     out = Path(data_dir) / "voila" / "templates" / OFFLINE_TEMPLATE
     out.mkdir(parents=True, exist_ok=True)
     for f in lab.iterdir():

@@ -58,7 +58,6 @@ def move_slider(page, explorer, presses: int, key: str = "ArrowRight", slider_in
     for _ in range(presses):
         page.keyboard.press(key)
     img = explorer.locator("img").first
-    img.element_handle().wait_for_element_state("stable")
     page.wait_for_function("([img, src]) => img.getAttribute('src') !== src",
                            arg=[img.element_handle(), before["src"]], timeout=30_000)
     page.wait_for_timeout(300)  # let the last of the key presses' redraws land
