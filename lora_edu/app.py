@@ -5,7 +5,7 @@ section builders below, and serves it with voila on localhost. Voila shows outpu
 code, so what a teacher projects is sliders, pictures and numbers. Everything is computed here,
 from data that ships with matplotlib and scikit-learn, so the page works with no internet.
 
-Startup trains a few small models (about 20 s on 2 cores); after that a slider move only redraws.
+Startup trains a few small models (about 25 s on 2 cores); after that a slider move only redraws.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from lora_edu._checks import check_int
 
 DEFAULT_NOTEBOOK = Path("build") / "app" / "lora_edu_classroom.ipynb"
 
-# (heading, one-line lesson, builder) in notebook order; the app notebook is generated from this.
+# (heading, one-line lesson, builder): the rank explorer first (the course's headline picture), then
+# notebook order. The app notebook is generated from this list.
 SECTIONS: list[tuple[str, str, str]] = [
     ("Rank-k approximation of a photo (notebook 02)",
      "Drag k: the image sharpens fast at first, and the error curve shows why - singular values fall quickly.",
@@ -36,7 +37,8 @@ SECTIONS: list[tuple[str, str, str]] = [
      "At every bottleneck size k the trained linear autoencoder reconstructs as well as PCA.",
      "autoencoder_section"),
     ("What LoRA learns at each rank r (notebook 04)",
-     "The learned update B A has exactly r non-zero singular values; accuracy saturates at small r.",
+     "The learned update B A has at most r non-zero singular values (the readout counts them); "
+     "accuracy saturates at small r.",
      "lora_section"),
     ("Bits and block size vs quantization error (notebook 05)",
      "One outlier ruins a per-tensor scale; small blocks confine the damage.",
@@ -127,8 +129,7 @@ def app_notebook() -> nbformat.NotebookNode:
         "# lora-edu classroom explorers\n\n"
         "Every slider of the course on one page. Drag a slider, or click it and use the arrow keys. "
         "Computed on this machine; no internet needed. The notebooks explain each picture."))
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nfrom lora_edu import app"))
+    nb.cells.append(nbformat.v4.new_code_cell("from lora_edu import app"))
     for heading, lesson, builder in SECTIONS:
         nb.cells.append(nbformat.v4.new_markdown_cell(f"## {heading}\n\n{lesson}"))
         nb.cells.append(nbformat.v4.new_code_cell(f"app.{builder}()"))

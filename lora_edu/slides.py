@@ -76,11 +76,10 @@ def slide_types(nb) -> list[str]:
         elif is_setup_cell(cell, i):
             types.append("skip")
             continue
-        elif budget + _cell_lines(cell) > LINES_PER_SLIDE and budget > 0:
-            kind = "subslide"
         else:
-            kind = "-"
-        budget = _cell_lines(cell) if kind in ("slide", "subslide") else budget + _cell_lines(cell)
+            kind = "subslide" if budget > 0 and budget + _cell_lines(cell) > LINES_PER_SLIDE else "-"
+        lines = _cell_lines(cell)
+        budget = lines if kind in ("slide", "subslide") else budget + lines
         types.append(kind)
     return types
 

@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 
 from lora_edu._checks import as_matrix, check_int
 from lora_edu.plotting import COURSE_RC, OKABE_ITO
+from lora_edu.plotting import LINESTYLES as LS
+from lora_edu.plotting import MARKERS as MK
 from lora_edu.svd import SVDCache
 
 FALLBACK_NOTE = (
@@ -565,8 +567,6 @@ def quantization_explorer(weight, name: str = "weight"):
         fig.tight_layout()
         return fig, vl, dot
 
-    from lora_edu.plotting import LINESTYLES as LS
-    from lora_edu.plotting import MARKERS as MK
 
     try:
         from ipywidgets import HTML, HBox, IntSlider, SelectionSlider
