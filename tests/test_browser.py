@@ -20,21 +20,28 @@ def open_and_run_all(page, lab, notebook: str) -> None:
     """Open ``notebook`` in JupyterLab, wait for its kernel, run all cells, wait until all ran."""
     page.goto(f"{lab.url}lab/tree/{notebook}?reset&token={lab.token}", wait_until="domcontentloaded")
     page.wait_for_selector(f"{PANEL} .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    # The kernel is connected (the status bar names it and says Idle), not merely "no kernel yet".
+    page.wait_for_function(
+        "() => /\\|\\s*Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent ?? '')",
+        timeout=120_000)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    # Every code cell gets a number, none is left queued ("[*]") and the kernel goes back to idle.
+    # Done when every code cell has a number and the kernel is idle again; stop early on an error
+    # output (Run All then cancels the cells after it, which would otherwise wait forever).
     page.wait_for_function(
         """() => {
             const panel = '.jp-NotebookPanel:not(.lm-mod-hidden)';
             const prompts = [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')];
             const idle = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
-            return prompts.length > 0 && idle && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+            const error = document.querySelector(panel + " .jp-OutputArea-output[data-mime-type="
+                                                 + "'application/vnd.jupyter.stderr']");
+            const done = prompts.length > 0 && idle && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+            return done || (idle && error && /Error|Traceback/.test(error.textContent));
         }""",
         timeout=RUN_ALL_TIMEOUT_MS,
     )
     errors = page.locator(f"{PANEL} [data-mime-type='application/vnd.jupyter.stderr']",
-                          has_text="Traceback")
+                          has_text=re.compile("Traceback|Error"))
     assert errors.count() == 0, errors.first.text_content()
 
 
