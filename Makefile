@@ -58,7 +58,8 @@ slides: $(STAMP)
 
 execute: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 \
+		--ExecutePreprocessor.coalesce_streams=True $(NOTEBOOKS)
 	$(BIN)/python -m lora_edu.slides --annotate $(NOTEBOOKS)
 
 figures: $(STAMP)

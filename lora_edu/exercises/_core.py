@@ -1,0 +1,107 @@
+"""The exercise framework: an exercise holds its problem, checks an answer and explains mistakes.
+
+A checker is a function ``checker(answer, **data) -> (correct, message)``. It is written so that
+
+* the right answer, computed from ``data`` (never taken from the learner), gives ``(True, why)``;
+* each known wrong answer (a pitfall the course teaches, or a trivial answer) gives ``(False, the
+  name of that mistake)``; anything else gives ``(False, a hint)``;
+* an answer of the wrong type or shape gives ``(False, what type or shape is expected)``.
+
+:meth:`Exercise.check` adds two things every exercise needs: ``None`` (the placeholder in the
+answer cell) prints "no answer yet" instead of raising, so answer cells run as given; and the
+result is printed *and* returned as a :class:`Feedback` that is truthy only when right.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+Checker = Callable[..., tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer: truthy when right; ``message`` says why (or which mistake)."""
+
+    correct: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.correct
+
+    def __repr__(self) -> str:
+        return f"{'RIGHT' if self.correct else 'NOT YET'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: a key such as ``"01.2"``, its statement, its problem data and its checker.
+
+    Args:
+        key: ``"<notebook>.<number>"``, as numbered in the notebook's Exercises section.
+        statement: the task in one or two sentences (plain text; the notebook states it in full).
+        checker: ``checker(answer, **data) -> (correct, message)``; see the module docstring.
+        data: the problem's numbers, matrices or settings, shown by :meth:`show` and passed to the
+            checker. The learner never passes them back, so they cannot be replaced by easier ones.
+        answer_format: what to assign to ``answer`` (e.g. "an int", "a (4, 5) array").
+    """
+
+    key: str
+    statement: str
+    checker: Checker
+    data: Mapping[str, Any] = field(default_factory=dict)
+    answer_format: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
+
+    def show(self) -> None:
+        """Print the statement and the problem data (arrays by shape, numbers as they are)."""
+        print(f"Exercise {self.key}: {self.statement}")
+        for name, value in self.data.items():
+            print(f"  {name} = {_describe(value)}")
+        if self.answer_format:
+            print(f"  answer: {self.answer_format}")
+
+    def check(self, answer: object) -> Feedback:
+        """Judge ``answer``, print the verdict and return it (truthy only when right)."""
+        if answer is None or answer is Ellipsis:
+            fb = Feedback(False, f"no answer yet: replace None with {self.answer_format or 'your answer'}")
+        else:
+            try:
+                correct, message = self.checker(answer, **self.data)
+            except (TypeError, ValueError) as exc:  # an answer the checker cannot even read
+                correct, message = False, f"cannot read that answer ({exc}); expected {self.answer_format}"
+            fb = Feedback(bool(correct), message)
+        print(repr(fb))
+        return fb
+
+    def __repr__(self) -> str:
+        return f"Exercise {self.key}: {self.statement}"
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray) or type(value).__name__ == "Tensor":
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    return repr(value)
+
+
+# --- small helpers for checkers -----------------------------------------------------------------
+
+
+def is_whole_number(x: object) -> bool:
+    """True for Python/numpy integers (not bools, not floats that happen to be whole)."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def as_number(x: object) -> float | None:
+    """``float(x)`` for a real number (not a bool, not a string), else None."""
+    if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
+        return None
+    return float(x)
