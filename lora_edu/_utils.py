@@ -67,5 +67,84 @@ def progress(iterable: Iterable[T], desc: str, total: int | None = None, disable
     """
     from tqdm.std import tqdm
 
+    bar = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
     return iter(tqdm(iterable, desc=desc, total=total, disable=disable, file=sys.stdout, ncols=90,
-                     mininterval=0.5, delay=0.5, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]"))
+                     mininterval=0.5, delay=0.5, bar_format=bar))
+
+
+# --- idioms shared by the torch modules (lora, quant, finetune, variants, bench) --------------------
+
+
+def is_conv1d(module) -> bool:
+    """transformers' GPT-2 ``Conv1D`` (weight stored (in, out)), detected without importing transformers."""
+    return type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers")
+
+
+def linear_shape(module) -> tuple[int, int, bool]:
+    """``(in_features, out_features, fan_in_fan_out)`` of a linear-like layer.
+
+    Accepts ``nn.Linear`` (weight (out, in)), GPT-2's ``Conv1D`` (weight (in, out):
+    ``fan_in_fan_out=True``), and any module that declares integer ``in_features`` and
+    ``out_features`` and computes ``x @ W.T + b`` (e.g. ``lora_edu.quant.QuantizedLinear``).
+    """
+    from torch import nn
+
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features, False
+    if is_conv1d(module):
+        in_features, out_features = module.weight.shape
+        return in_features, out_features, True
+    in_f, out_f = getattr(module, "in_features", None), getattr(module, "out_features", None)
+    if isinstance(in_f, int) and isinstance(out_f, int) and hasattr(module, "weight"):
+        return in_f, out_f, False
+    raise TypeError(
+        "expected a linear layer (torch.nn.Linear, a transformers GPT-2 Conv1D, or a module with integer "
+        f"in_features/out_features and a weight), got {type(module).__name__}"
+    )
+
+
+def is_linear_like(module) -> bool:
+    """True for the layers :func:`linear_shape` accepts."""
+    try:
+        linear_shape(module)
+    except TypeError:
+        return False
+    return True
+
+
+def replace_submodule(model, name: str, new) -> None:
+    """Put ``new`` at the dotted path ``name`` inside ``model`` (e.g. "transformer.h.0.attn.c_attn")."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def unique_tensors(tensors):
+    """The tensors of an iterable, each once (tied weights, e.g. GPT-2's wte and lm_head, count once)."""
+    seen = set()
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            yield t
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts of ``model``, each tensor counted once."""
+    trainable = total = 0
+    for p in unique_tensors(model.parameters()):
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes held by the given tensors, each counted once."""
+    return sum(t.numel() * t.element_size() for t in unique_tensors(tensors))
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of an optimizer's per-parameter state tensors (Adam: the two moments), without the step counters."""
+    import torch
+
+    return sum(t.numel() * t.element_size() for state in optimizer.state.values()
+               for key, t in state.items() if torch.is_tensor(t) and key != "step")
