@@ -20,6 +20,7 @@ FROM_SCRATCH = {
     "02_svd_truncation.ipynb": [svd.truncated_svd, svd.low_rank_approx],
     "03_linear_autoencoders.ipynb": [
         autoencoder.LinearAutoencoder,
+        autoencoder.train_autoencoder,
         autoencoder.principal_angles,
         autoencoder.subspace_similarity,
     ],
