@@ -68,3 +68,65 @@ def save_figure(fig, name: str, formats: tuple[str, ...] = ("png",), folder: Pat
             fig.savefig(path, format=fmt, metadata=metadata)
         paths.append(path)
     return paths
+
+
+def palette_png(png: bytes, colors: int = 256) -> bytes:
+    """Re-encode PNG bytes with a palette of at most ``colors`` colours (alpha included).
+
+    A plot holds a few thousand distinct RGBA values at most, nearly all of them anti-aliasing
+    shades along lines and glyphs; a 256-colour palette draws the same picture in about a third of
+    the bytes of matplotlib's 32-bit PNG. An image with no more than ``colors`` colours is kept exactly.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    _check_colors(colors)
+    image = Image.open(io.BytesIO(png)).convert("RGBA")
+    rgba = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    codes, index = np.unique(rgba.view(np.uint32).ravel(), return_inverse=True)
+    if len(codes) <= colors:  # few colours: an exact palette
+        paletted = Image.fromarray(index.reshape(rgba.shape[:2]).astype(np.uint8), mode="P")
+        paletted.putpalette(codes.view(np.uint8).tobytes(), rawmode="RGBA")
+    else:
+        paletted = image.quantize(colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    paletted.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def compact_inline_figures(colors: int = 256) -> bool:
+    """Show this kernel's inline matplotlib figures as palette PNGs (:func:`palette_png`).
+
+    Jupyter stores every figure in the notebook file; with a palette the file shrinks about threefold
+    and the figures look the same. Call once after importing pyplot. Returns False (and changes
+    nothing) outside IPython.
+    """
+    _check_colors(colors)
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    # Load the backend now: the inline backend registers its own PNG formatter when it is first
+    # loaded (lazily, at the first figure), which would replace ours.
+    plt.switch_backend(mpl.get_backend())
+
+    def png(fig: Figure) -> bytes | None:
+        data = print_figure(fig, "png", bbox_inches="tight")  # what the inline backend would store
+        return None if data is None else palette_png(data, colors)
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, png)
+    return True
+
+
+def _check_colors(colors: object) -> None:
+    if not isinstance(colors, int) or isinstance(colors, bool) or not 2 <= colors <= 256:
+        raise ValueError(f"colors must be an integer in [2, 256], got {colors!r}")

@@ -140,3 +140,19 @@ def test_bad_input(call, exc, words):
     with pytest.raises(exc) as info:
         call()
     assert words in str(info.value)
+
+
+def test_uncentred_data_is_a_worse_and_harder_problem():
+    """Notebook 03, exercise 03.6's worked solution: without centring, the optimum is worse (by at most
+    one code unit) and section 4's recipe no longer reaches it."""
+    X, _ = load_digits_data()
+    tr, _ = train_test_split_indices(len(X), test_fraction=0.2, seed=0)
+    raw = X[tr]
+    centred, _ = AE.center(raw)
+    r = 8
+    assert AE.pca_mse(centred, r) < AE.pca_mse(raw, r) < AE.pca_mse(centred, r - 1)
+    m_raw, m_c = AE.LinearAutoencoder(64, r, seed=0), AE.LinearAutoencoder(64, r, seed=0)
+    AE.train_autoencoder(m_raw, raw, epochs=300, lr=0.05, progress=False)
+    AE.train_autoencoder(m_c, centred, epochs=300, lr=0.05, progress=False)
+    assert AE.reconstruction_mse(m_c, centred) / AE.pca_mse(centred, r) < 1.01
+    assert AE.reconstruction_mse(m_raw, raw) / AE.pca_mse(raw, r) > 1.03

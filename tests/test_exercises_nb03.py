@@ -80,6 +80,9 @@ def test_optimum_mse():
         "one direction too few": np.sum(s[r + 1:] ** 2) / (n * d),
         "r-th direction too": np.sum(s[r - 1:] ** 2) / (n * d),
         "r >= rank": 0.0,
+        "reconstructing nothing": np.sum(s**2) / (n * d),
+        "*fraction*": np.sum(s[r:] ** 2) / np.sum(s**2),
+        "full-precision": round(right, 4),                                 # copied from a printout
     }
     for words, wrong in cases.items():
         fb = verdict(ex, wrong)
@@ -108,6 +111,9 @@ def test_explained_variance_matches_sklearn_and_catches_pitfalls():
         "divided by d": s[:r] ** 2 / (n - 1) / X.shape[1],
         "wrong order": (s[:r] ** 2 / (n - 1))[::-1],
         "shape": s[: r + 1] ** 2 / (n - 1),
+        "first r *features*": X.var(axis=0, ddof=1)[:r],
+        "single *features*": np.sort(X.var(axis=0, ddof=1))[::-1][:r],
+        "full-precision": np.round(s[:r] ** 2 / (n - 1), 3),
     }
     for words, wrong in cases.items():
         fb = verdict(ex, wrong)
@@ -133,6 +139,8 @@ def test_pca_encoder_accepts_any_mix_and_names_U_for_V():
         "rank <": np.vstack([Vt[0], Vt[0], Vt[1]]),
         "transpose": Vt[:r].T,
         "do not span": np.eye(X.shape[1])[:r],
+        "off by one": Vt[1 : r + 1],
+        "did you round": np.round(Vt[:r], 3),
     }
     for words, wrong in cases.items():
         fb = verdict(ex, wrong)
@@ -188,6 +196,7 @@ def test_orthonormal_decoder():
         "Gram matrix": W.T @ W,
         "singular": np.zeros((r, r)),
         "hint: QR": 2 * np.linalg.inv(R),
+        "only rescales": np.diag(1 / np.linalg.norm(W, axis=0)),          # unit columns, still not orthogonal
     }
     for words, wrong in cases.items():
         fb = verdict(ex, wrong)
@@ -210,7 +219,7 @@ def test_uncentred_anchor():
     Xc = Xraw - Xraw.mean(axis=0)
     right = pca_mse(Xraw, r)                                                # projection onto raw X's top r
     fb = verdict(ex, right)
-    assert fb and "between" in fb.message
+    assert fb and "between" in fb.message and "at most one unit" in fb.message
     assert pca_mse(Xc, r) < right < pca_mse(Xc, r - 1)                      # the bracket the feedback states
     cases = {
         "centred data": pca_mse(Xc, r),

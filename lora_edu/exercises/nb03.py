@@ -105,12 +105,20 @@ def _check_optimum_mse(answer, X, r):
         (np.sum(s[r + 1:] ** 2) / (n * d), "off by one: you discarded one direction too few (keep the top r)"),
         (np.sum(s[r - 1:] ** 2) / (n * d), "off by one: you discarded the r-th direction too (keep the top r)"),
         (s[r] ** 2, "that is sigma_{r+1}^2, the squared spectral-norm error, not the mean squared error"),
+        (np.sum(s**2) / (n * d),
+         "that is the error of reconstructing nothing (r = 0), the mean of X_c^2; the code keeps the top r "
+         "directions, so subtract what they carry"),
+        (np.sum(s[r:] ** 2) / np.sum(s**2),
+         "that is the *fraction* of the energy the code discards; the MSE is that energy divided by the n*d entries"),
     ]
     for value, message in pitfalls:
         if _close(val, float(value)):
             return False, message
     if val == 0:
         return False, "0 would need r >= rank of the centred X; a rank-r map loses the rest of the energy"
+    if _close(val, right, rtol=1e-3):
+        return False, ("close (within 0.1 %), but not equal: give the full-precision value (assign the variable "
+                       "you computed), not a rounded copy of a printed number")
     return False, f"{val:.6g} is not the rank-{r} optimum; use the singular values of the centred X"
 
 
@@ -151,11 +159,21 @@ def _check_explained_variance(answer, X, r):
          "you divided by d as well; the variance along a direction is sigma_i^2 / (n - 1)"),
         (s[::-1][:r] ** 2 / (n - 1), "those are the smallest components; the top r come first"),
     ]
+    feature_var = X.var(axis=0, ddof=1)
+    pitfalls += [
+        (feature_var[:r], "those are the variances of the first r *features* (columns of X); PCA's variances "
+                          "are along the principal directions v_i, which mix the features"),
+        (np.sort(feature_var)[::-1][:r], "those are the r largest variances of single *features* (columns of X); "
+                                         "PCA's directions v_i mix the features and carry more variance"),
+    ]
     for value, message in pitfalls:
         if np.allclose(got, value, rtol=1e-6, atol=0):
             return False, message
     if np.allclose(np.sort(got)[::-1], right, rtol=1e-6):
         return False, "the right numbers in the wrong order: list them largest first, as sigma_1 >= sigma_2 >= ..."
+    if np.allclose(got, right, rtol=1e-3, atol=0):
+        return False, ("close (within 0.1 %), but not equal: give the full-precision values (assign the array you "
+                       "computed), not rounded copies of printed numbers")
     return False, "not sigma_i^2 / (n - 1) of the centred X for the top r components"
 
 
@@ -207,6 +225,12 @@ def _check_pca_encoder(answer, X, r):
                        "centre X first")
     if _angles_deg(E.T, Vt[-r:].T).max() < 1e-3:
         return False, "those are the r *smallest* directions (the last rows of V^T); the encoder keeps the top r"
+    if _angles_deg(E.T, Vt[1:r + 1].T).max() < 1e-3:
+        return False, "off by one: those are v_2 ... v_{r+1}; the top r directions start with v_1 (row 0 of V^T)"
+    closest = _angles_deg(E.T, Vt[:r].T).max()
+    if closest < 1.0:
+        return False, (f"close: its rows span nearly the top-r principal directions (largest principal angle "
+                       f"{closest:.3f} degrees), not exactly; did you round the numbers?")
     return False, "its rows do not span the top-r right singular vectors of the centred X"
 
 
@@ -296,6 +320,9 @@ def _check_orthonormal_decoder(answer, W_dec):
         return False, "W_dec^T W_dec is the Gram matrix; you need the inverse of its square root (or R^-1 from QR)"
     if abs(np.linalg.det(M)) < 1e-12:
         return False, "M is singular, so W_dec M loses a direction of the subspace"
+    if np.allclose(M, np.diag(np.diag(M))) and np.allclose(np.linalg.norm(Q, axis=0), 1, atol=1e-8):
+        return False, ("a diagonal M only rescales the columns: now they have length 1 but are still not "
+                       "orthogonal to each other (look at the off-diagonal of (W_dec M)^T (W_dec M))")
     return False, f"(W_dec M)^T (W_dec M) differs from the identity by up to {err:.3g}; hint: QR, W_dec = Q R"
 
 
@@ -333,7 +360,7 @@ def _check_uncentred(answer, r, test_fraction, split_seed):
         centred = np.sum(s_c[r:] ** 2) / (n * d)
         fewer = np.sum(s_c[r - 1:] ** 2) / (n * d)
         return True, (f"{right:.6g}: the rank-{r} optimum of the raw X. It lies between the centred optimum with r "
-                      f"({centred:.6g}) and with r - 1 ({fewer:.6g}): one code unit is spent on the mean")
+                      f"({centred:.6g}) and with r - 1 ({fewer:.6g}): the mean costs the code at most one unit")
     if _close(val, float(np.sum(s_c[r:] ** 2) / (n * d))):
         return False, ("that is the optimum on centred data; here the bias-free autoencoder sees the raw pixels, "
                        "so use the singular values of X itself")
