@@ -445,7 +445,8 @@ def double_quantize(absmax: torch.Tensor, blocksize: int = 256) -> tuple[torch.T
     return codes, scales, offset
 
 
-def double_dequantize(codes: torch.Tensor, scales: torch.Tensor, offset: torch.Tensor, blocksize: int = 256) -> torch.Tensor:
+def double_dequantize(codes: torch.Tensor, scales: torch.Tensor, offset: torch.Tensor,
+                      blocksize: int = 256) -> torch.Tensor:
     """Recover the absmax constants from :func:`double_quantize`'s output."""
     blocksize = _check_blocksize(blocksize)
     values = DYNAMIC_MAP_8BIT[codes.long()]
@@ -526,7 +527,8 @@ class QuantizedLinear(nn.Module):
         if method not in QUANT_METHODS:
             raise ValueError(f"method must be one of {QUANT_METHODS}, got {method!r}")
         if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
-            raise ValueError(f"weight must be a 2-D tensor (out_features, in_features), got {getattr(weight, 'shape', weight)}")
+            raise ValueError("weight must be a 2-D tensor (out_features, in_features), "
+                             f"got {getattr(weight, 'shape', weight)}")
         if compute_dtype not in _COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {_COMPUTE_DTYPES}, got {compute_dtype}")
         if double_quant and method not in CODES_4BIT:
@@ -625,7 +627,8 @@ def quantize_model(model: nn.Module, method: str = "nf4", blocksize: int = 64, s
     if not targets:
         raise ValueError("model has no nn.Linear or Conv1D layers to quantize")
     for name, module in targets:
-        replace_submodule(model, name, QuantizedLinear.from_module(module, method, blocksize, double_quant, compute_dtype))
+        quantized = QuantizedLinear.from_module(module, method, blocksize, double_quant, compute_dtype)
+        replace_submodule(model, name, quantized)
     return model, len(targets)
 
 
@@ -662,7 +665,8 @@ def saved_for_backward_bytes(fn, exclude=()) -> tuple[object, int]:
 
 @torch.no_grad()
 def token_scores(models: dict[str, nn.Module], ids: torch.Tensor, block_size: int = 64, reference: str | None = None,
-                 temperatures: tuple[float, ...] = (1.0,), desc: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
+                 temperatures: tuple[float, ...] = (1.0,),
+                 desc: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Score several language models on the same tokens, token by token.
 
     ``ids`` (1-D) is cut into consecutive blocks of ``block_size`` tokens, each predicted from the

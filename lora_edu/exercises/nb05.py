@@ -72,7 +72,8 @@ def _check_bfloat16_bits(answer: object, x: float, dtype: str) -> tuple[bool, st
         problems.append(f"{dtype} has {m_bits} mantissa bits, you gave {len(mantissa)}{hint.get(len(mantissa), '')}")
     if problems:
         return False, "; ".join(problems)
-    wrong = [name for name, a, b in zip(("sign", "exponent", "mantissa"), (sign, exponent, mantissa), right) if a != b]
+    parts = zip(("sign", "exponent", "mantissa"), (sign, exponent, mantissa), right, strict=True)
+    wrong = [name for name, a, b in parts if a != b]
     if wrong == ["sign"]:
         return False, (f"exponent and mantissa are right, the sign bit is not: it is 1 for a negative number "
                        f"({x} < 0), 0 for a positive one")
@@ -202,7 +203,8 @@ nf4_codes = Exercise(
 # --- 4. exact bytes of an NF4 weight with double quantization ------------------------------------------
 
 
-def _check_nf4_storage_bytes(answer: object, shape: tuple[int, int], blocksize: int, dq_blocksize: int) -> tuple[bool, str]:
+def _check_nf4_storage_bytes(answer: object, shape: tuple[int, int], blocksize: int,
+                             dq_blocksize: int) -> tuple[bool, str]:
     from lora_edu.quant import blockwise_4bit_bytes
 
     n = shape[0] * shape[1]
@@ -223,13 +225,13 @@ def _check_nf4_storage_bytes(answer: object, shape: tuple[int, int], blocksize: 
     if val == parts["codes"]:
         return False, "that is the codes alone (n / 2 bytes); add the block constants"
     if val == fp32_constants:
-        return False, "that counts one fp32 absmax per block (4.5 bits per weight); with double quantization each is 1 byte"
+        return False, ("that counts one fp32 absmax per block (4.5 bits per weight); with double quantization each is "
+                       "1 byte")
     if val == 8 * right or val == 8 * parts["codes"]:
-        return False, "that is a number of bits; divide by 8 for bytes"
-    if val == n * 4:
-        return False, "4 bits is half a byte, not 4 bytes per weight"
+        return False, "that is a number of bits (4 per weight is half a byte, not 4 bytes); divide by 8 for bytes"
     if val == parts["codes"] + n_blocks:
-        return False, "codes and 8-bit constants are counted; the fp32 scale per 256 blocks (and the offset) are missing"
+        return False, ("codes and 8-bit constants are counted; the fp32 scale per 256 blocks (and the offset) are "
+                       "missing")
     return False, "bytes = n / 2 (codes) + one byte per block of 64 + 4 bytes per 256 blocks + 4 bytes of offset"
 
 
