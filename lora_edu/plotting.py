@@ -68,3 +68,84 @@ def save_figure(fig, name: str, formats: tuple[str, ...] = ("png",), folder: Pat
             fig.savefig(path, format=fmt, metadata=metadata)
         paths.append(path)
     return paths
+
+
+
+def compact_figure_bytes(fig, colors: int = 256, jpeg_quality: int = 85) -> tuple[str, bytes]:
+    """``fig`` as Jupyter's inline backend draws it, in the smaller of two formats that look the same.
+
+    A PNG with an adaptive palette of ``colors`` colours (no dithering, so lines, text and flat areas
+    stay exact) is about 3x smaller than matplotlib's RGBA PNG for a plot. A photo has too many shades
+    for that: where a JPEG of ``jpeg_quality`` (no chroma subsampling, so thin coloured lines stay
+    sharp) is less than half the size of the palette PNG, the JPEG is used.
+
+    Returns:
+        ``("image/png", bytes)`` or ``("image/jpeg", bytes)``.
+    """
+    import io
+
+    from PIL import Image
+
+    raw = io.BytesIO()
+    fig.savefig(raw, format="png", dpi=fig.dpi, bbox_inches="tight",
+                facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())
+    raw.seek(0)
+    with Image.open(raw) as image:
+        rgba = image.convert("RGBA")
+    rgb = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    palette = rgb.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette.save(png, format="PNG", optimize=True)
+    rgb.save(jpeg, format="JPEG", quality=jpeg_quality, subsampling=0, optimize=True)
+    if jpeg.tell() < png.tell() / 2:
+        return "image/jpeg", jpeg.getvalue()
+    return "image/png", png.getvalue()
+
+
+def compact_inline_figures(colors: int = 256, jpeg_quality: int = 85) -> None:
+    """Store every inline matplotlib figure of this IPython kernel as :func:`compact_figure_bytes` does.
+
+    The pictures look the same and the executed notebook gets about 3x smaller, which matters for a
+    course committed executed and read on GitHub. Outside IPython (a script, the tests) it does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with Jupyter
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    import base64
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    if "inline" not in matplotlib.get_backend():
+        return
+    # Load the inline backend now: when it loads, it registers its own PNG formatter, which would
+    # otherwise replace ours at the first figure.
+    import matplotlib_inline.backend_inline  # noqa: F401
+    last: list = [None, "", b""]  # the figure the PNG formatter just encoded, its mimetype and bytes
+
+    def as_png(fig: Figure) -> str | None:
+        if not fig.axes and not fig.lines:
+            return None
+        last[:] = [fig, *compact_figure_bytes(fig, colors, jpeg_quality)]
+        return base64.b64encode(last[2]).decode("ascii") if last[1] == "image/png" else None
+
+    def as_jpeg(fig: Figure) -> str | None:
+        # IPython asks the PNG formatter first: reuse its encoding of the same display, once.
+        if last[0] is fig:
+            kind, data = last[1], last[2]
+            last[:] = [None, "", b""]
+        elif fig.axes or fig.lines:
+            kind, data = compact_figure_bytes(fig, colors, jpeg_quality)
+        else:
+            return None
+        return base64.b64encode(data).decode("ascii") if kind == "image/jpeg" else None
+
+    formatters = shell.display_formatter.formatters
+    for formatter in formatters.values():
+        formatter.pop(Figure, None)
+    formatters["image/png"].for_type(Figure, as_png)
+    formatters["image/jpeg"].for_type(Figure, as_jpeg)

@@ -154,6 +154,7 @@ def test_lora_factors():
     r = 3
     right(ex, (U[:, :r] * np.sqrt(s[:r]), np.sqrt(s[:r])[:, None] * Vt[:r]))
     right(ex, [U[:, :r] * s[:r], Vt[:r]])                                  # Sigma in B only: also right
+    right(ex, ((U[:, :r] * s[:r]).astype(np.float32), Vt[:r].astype(np.float32)))   # float32: exact up to rounding
     M = np.random.default_rng(0).standard_normal((3, 3)) + 3 * np.eye(3)  # any invertible re-mixing
     right(ex, ((U[:, :r] * s[:r]) @ M, np.linalg.solve(M, Vt[:r])))
     wrong(ex, (U[:, :r], Vt[:r]), "dropped the singular values")
