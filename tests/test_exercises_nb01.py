@@ -44,6 +44,7 @@ def rank_3_right():
     (rank_3_right().T, "transpose"),
     (np.ones((4, 5)), "5 x 6"),
     (np.vstack([rank_3_right()[:4], np.zeros((1, 6))]), "zero"),
+    (np.vstack([rank_3_right()[:3], np.full((2, 6), 1e-20)]), "zeros in disguise"),    # rank 3 by tolerance
     (rank_3_right() + np.random.default_rng(2).integers(1, 3, size=(5, 6)), "full rank"),
     (np.random.default_rng(3).integers(1, 9, size=(5, 4)) @ np.random.default_rng(4).integers(1, 9, size=(4, 6)),
      "rank 4"),
@@ -98,6 +99,7 @@ def test_factored_params_right(answer, capsys):
     (3072 * 768, "dense"),
     (16, "rank r itself"),
     (0, "positive"),
+    (-61_184, "positive"),
     (12_345, "symmetry"),
 ])
 def test_degrees_of_freedom_wrong(answer, words, capsys):
@@ -125,7 +127,8 @@ def test_degrees_of_freedom_right(capsys):
     ((1, 2), "can reach"),
     ((3, 5), "rank(AB) <= rank A too"),       # the question's own data
     (3, "pair"),
-    ((1.0, 3.0), "pair"),
+    ((1.5, 3), "whole numbers"),
+    (("1", "3"), "whole numbers"),
     ((1, 2, 3), "pair"),
 ])
 def test_product_rank_range_wrong(answer, words, capsys):
@@ -136,6 +139,7 @@ def test_product_rank_range_wrong(answer, words, capsys):
 def test_product_rank_range_right_and_both_ends_occur(capsys):
     assert verdict(nb01.product_rank_range, (1, 3), capsys)
     assert verdict(nb01.product_rank_range, [np.int64(1), 3], capsys)
+    assert verdict(nb01.product_rank_range, (1.0, 3.0), capsys)          # whole floats count, as in 01.2
     # both ends are attained: A (6 x 7, rank 3), B (7 x 9, rank 5)
     rng = np.random.default_rng(0)
     A = rng.standard_normal((6, 3)) @ rng.standard_normal((3, 7))

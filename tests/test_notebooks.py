@@ -25,7 +25,7 @@ FROM_SCRATCH = {
         autoencoder.subspace_similarity,
     ],
     "04_lora_from_scratch.ipynb": [lora.LoRALinear],
-    "05_quantization.ipynb": [quant.nf4_levels_from_quantiles],
+    "05_quantization.ipynb": [quant.nf4_levels_from_quantiles, quant.nearest_code],
 }
 
 

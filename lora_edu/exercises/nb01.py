@@ -67,6 +67,10 @@ def _check_rank_matrix(answer: object, shape: tuple[int, int], rank: int) -> tup
     if zeros:
         return False, (f"{zeros} entries are zero; the task asks for none (zero rows or columns are the "
                        "easy way to lower a rank, and the point is to do it without them)")
+    tiny = int(np.count_nonzero(np.abs(M) < 1e-8 * np.abs(M).max()))
+    if tiny:
+        return False, (f"{tiny} entries are below 1e-8 of the largest: zeros in disguise, which the rank "
+                       "tolerance treats as 0. Lower the rank through dependencies between rows instead")
     r = _rank(M)
     if r == rank:
         return True, (f"rank {r} with no zero entry: every row is a combination of {rank} independent rows "
@@ -100,7 +104,7 @@ def _count_feedback(n: int, right: int, named: dict[int, str], hint: str) -> tup
     if n in named:
         return False, named[n]
     if n <= 0:
-        return False, "a number of stored parameters is positive"
+        return False, "a count of numbers is positive"
     return False, hint
 
 
@@ -180,9 +184,9 @@ def _check_product_rank_range(answer: object, A_shape: tuple[int, int], rank_A: 
         lo, hi = answer  # type: ignore[misc]
     except (TypeError, ValueError):
         return False, "give a pair (smallest, largest) of ints"
-    if not (is_whole_number(lo) and is_whole_number(hi)):
-        return False, "give a pair (smallest, largest) of ints"
-    lo, hi = int(lo), int(hi)
+    lo, hi = _read_count(lo), _read_count(hi)
+    if lo is None or hi is None:
+        return False, "give a pair (smallest, largest) of whole numbers"
     n = A_shape[1]                       # the shared inner size
     null_A = n - rank_A                  # dim null(A), inside R^n
     meet_lo = max(0, rank_B + null_A - n)   # two subspaces of R^n must share at least this much
