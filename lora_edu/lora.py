@@ -28,8 +28,9 @@ from lora_edu._checks import check_float, check_int
 from lora_edu._utils import count_parameters, is_conv1d, is_linear_like, linear_shape, replace_submodule
 
 __all__ = [
-    "LoRALinear", "add_lora", "base_shape", "count_parameters", "load_lora", "lora_layers", "lora_state_dict",
-    "mark_only_lora_as_trainable", "matches", "merge_lora", "merge_refusal", "save_lora",
+    "LoRALinear", "add_lora", "amplification_factor", "base_shape", "count_parameters", "load_lora", "lora_from_update",
+    "lora_layers", "lora_state_dict", "mark_only_lora_as_trainable", "matches", "merge_lora", "merge_refusal",
+    "save_lora",
 ]
 
 _is_conv1d = is_conv1d  # old private name, still imported by lora_edu.quant; use lora_edu._utils.is_conv1d
@@ -311,3 +312,36 @@ def load_lora(model: nn.Module, path: str | Path) -> nn.Module:
         for k, t in tensors.items():
             own[k].copy_(t)
     return model
+
+
+# --- analysis of learned updates (LoRA paper, section 7) ------------------------------------------
+
+
+def lora_from_update(delta_W: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best rank-``r`` factors of an update: ``B`` (d x r), ``A`` (r x k) with ``B @ A`` the truncated SVD.
+
+    By Eckart-Young no rank-r product is closer to ``delta_W`` in Frobenius (or spectral) norm.
+    Sigma_r is split evenly, ``B = U_r sqrt(Sigma_r)`` and ``A = sqrt(Sigma_r) V_r^T``, so both
+    factors have the same scale (as a trained adapter would).
+    """
+    if not torch.is_tensor(delta_W) or delta_W.ndim != 2:
+        raise TypeError(f"delta_W must be a 2-D tensor (d x k), got {type(delta_W).__name__}")
+    r = check_int(r, "r", 1, min(delta_W.shape))
+    U, S, Vh = torch.linalg.svd(delta_W, full_matrices=False)
+    root = S[:r].sqrt()
+    return U[:, :r] * root, root[:, None] * Vh[:r]
+
+
+def amplification_factor(delta_W: torch.Tensor, W: torch.Tensor, r: int) -> float:
+    """``||delta_W||_F / ||U_r^T W V_r||_F``, with U_r, V_r the top-r singular vectors of ``delta_W``.
+
+    The LoRA paper's section 7.3 measure: the denominator is how strongly the pretrained ``W``
+    already acts in the directions the update uses. A large factor means the update amplifies
+    directions that ``W`` barely used. Both matrices are (d x k), in the same layout.
+    """
+    if delta_W.shape != W.shape or delta_W.ndim != 2:
+        raise ValueError(f"delta_W and W must be matrices of one shape, got {tuple(delta_W.shape)} and {tuple(W.shape)}")
+    r = check_int(r, "r", 1, min(W.shape))
+    U, _, Vh = torch.linalg.svd(delta_W, full_matrices=False)
+    projected = U[:, :r].T @ W @ Vh[:r].T  # (r x r): W seen through the update's own directions
+    return float(torch.linalg.norm(delta_W) / torch.linalg.norm(projected))

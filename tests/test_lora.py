@@ -293,3 +293,28 @@ def test_load_errors_leave_model_unchanged(tmp_path):
         L.load_lora(net, corrupt)
     with pytest.raises(FileNotFoundError):
         L.load_lora(net, tmp_path / "missing.safetensors")
+
+
+def test_lora_from_update_is_the_truncated_svd():
+    torch.manual_seed(0)
+    dW = torch.randn(7, 5, dtype=torch.float64)
+    S = torch.linalg.svdvals(dW)
+    B, A = L.lora_from_update(dW, 2)
+    assert B.shape == (7, 2) and A.shape == (2, 5)
+    assert torch.isclose(torch.linalg.norm(dW - B @ A), S[2:].norm())      # Eckart-Young error
+    assert torch.allclose(B.norm(dim=0), A.norm(dim=1))                      # Sigma split evenly
+    assert torch.allclose(L.lora_from_update(dW, 5)[0] @ L.lora_from_update(dW, 5)[1], dW)
+    with pytest.raises(ValueError, match="r must be in \\[1, 5\\]"):
+        L.lora_from_update(dW, 6)
+    with pytest.raises(TypeError, match="2-D tensor"):
+        L.lora_from_update(dW.numpy(), 2)
+
+
+def test_amplification_factor():
+    W = torch.diag(torch.tensor([10.0, 1.0, 0.1]))
+    e = torch.eye(3)
+    # an update along W's weakest direction is amplified by ||dW|| / 0.1; along its strongest by / 10
+    assert L.amplification_factor(2.0 * torch.outer(e[2], e[2]), W, 1) == pytest.approx(20.0)
+    assert L.amplification_factor(2.0 * torch.outer(e[0], e[0]), W, 1) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="one shape"):
+        L.amplification_factor(torch.zeros(3, 2), W, 1)
