@@ -340,7 +340,8 @@ def amplification_factor(delta_W: torch.Tensor, W: torch.Tensor, r: int) -> floa
     directions that ``W`` barely used. Both matrices are (d x k), in the same layout.
     """
     if delta_W.shape != W.shape or delta_W.ndim != 2:
-        raise ValueError(f"delta_W and W must be matrices of one shape, got {tuple(delta_W.shape)} and {tuple(W.shape)}")
+        raise ValueError(f"delta_W and W must be matrices of one shape, got {tuple(delta_W.shape)} "
+                         f"and {tuple(W.shape)}")
     r = check_int(r, "r", 1, min(W.shape))
     U, _, Vh = torch.linalg.svd(delta_W, full_matrices=False)
     projected = U[:, :r].T @ W @ Vh[:r].T  # (r x r): W seen through the update's own directions

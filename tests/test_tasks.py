@@ -47,7 +47,7 @@ def test_digits_mlp_leaves_the_global_rng_alone_and_keeps_its_weights():
     state = torch.get_rng_state()
     model = DigitsMLP(hidden=32, seed=0)
     assert torch.equal(state, torch.get_rng_state())
-    for a, b in zip(old, (model.fc1, model.fc2, model.head)):
+    for a, b in zip(old, (model.fc1, model.fc2, model.head), strict=True):
         assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
     assert not torch.equal(DigitsMLP(hidden=32, seed=1).fc1.weight, model.fc1.weight)
 
