@@ -54,15 +54,20 @@ def merge_refusal(base: nn.Module) -> str | None:
 
     The protocol: a base layer whose weight cannot absorb ``W0 + delta W`` (e.g. a quantized weight,
     where rounding would erase the small update) declares ``mergeable = False`` and may explain
-    why in ``mergeable_reason``. (Layers that only declare the older ``is_quantized = True`` are
-    refused too.)
+    why in ``mergeable_reason``. A layer that declares nothing is mergeable, unless it declares the
+    older ``is_quantized = True``.
     """
-    if getattr(base, "mergeable", True) is False:
-        return getattr(base, "mergeable_reason", None) or f"{type(base).__name__} declares mergeable = False"
-    if getattr(base, "is_quantized", False):
+    declared = getattr(base, "mergeable", None)
+    quantized = bool(getattr(base, "is_quantized", False))
+    if declared is True or (declared is None and not quantized):
+        return None
+    reason = getattr(base, "mergeable_reason", None)
+    if reason:
+        return reason
+    if quantized:
         return ("a quantized base cannot hold the update: rounding would erase it; "
                 "dequantize the base first (QLoRA merges into the dequantized weight)")
-    return None
+    return f"{type(base).__name__} declares mergeable = False"
 
 
 class LoRALinear(nn.Module):

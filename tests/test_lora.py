@@ -125,6 +125,15 @@ def test_merge_refusal_protocol():
         mergeable = False
 
     assert "declares mergeable = False" in L.merge_refusal(Silent(2, 2))
+
+    class QuantizedNoReason(nn.Linear):  # lora_edu.quant.QuantizedLinear's declaration
+        is_quantized, mergeable = True, False
+
+    class QuantizedButMergeable(nn.Linear):
+        is_quantized, mergeable = True, True
+
+    assert "quantized base" in L.merge_refusal(QuantizedNoReason(2, 2))
+    assert L.merge_refusal(QuantizedButMergeable(2, 2)) is None
     layer = L.LoRALinear(NoMerge(4, 3), r=2, alpha=2)
     with torch.no_grad():
         layer.lora_B.normal_()
