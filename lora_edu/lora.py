@@ -10,6 +10,13 @@ Notation (LoRA paper, and PEFT's tensors): a frozen weight W0 maps ``in_features
 ``forward(x) = base(x) + (dropout(x) @ A.T @ B.T) * scaling``. A starts as PEFT's
 ``kaiming_uniform_(a=sqrt(5))`` and B at zero, so a freshly wrapped layer computes exactly what the
 base layer computed.
+
+Merging writes ``W0 + delta_W`` into the base weight. A base layer that cannot hold it (e.g. a
+quantized weight) says so by declaring ``mergeable = False`` (and optionally ``mergeable_reason``);
+:func:`merge_refusal` reads that protocol and ``merge``/``merge_lora`` then refuse before writing.
+
+Analysis of learned updates (LoRA paper, section 7): :func:`lora_from_update` (the best rank-r
+factors of an update, by truncated SVD) and :func:`amplification_factor`.
 """
 
 from __future__ import annotations
@@ -25,16 +32,13 @@ import torch
 from torch import nn
 
 from lora_edu._checks import check_float, check_int
-from lora_edu._utils import count_parameters, is_conv1d, is_linear_like, linear_shape, replace_submodule
+from lora_edu._utils import count_parameters, is_linear_like, linear_shape, replace_submodule
 
 __all__ = [
     "LoRALinear", "add_lora", "amplification_factor", "base_shape", "count_parameters", "load_lora", "lora_from_update",
     "lora_layers", "lora_state_dict", "mark_only_lora_as_trainable", "matches", "merge_lora", "merge_refusal",
     "save_lora",
 ]
-
-_is_conv1d = is_conv1d  # old private name, still imported by lora_edu.quant; use lora_edu._utils.is_conv1d
-
 
 def base_shape(base: nn.Module) -> tuple[int, int, bool]:
     """``(in_features, out_features, fan_in_fan_out)`` of the layer LoRA wraps.

@@ -162,8 +162,7 @@ def test_merge_lora_refuses_before_changing_anything():
 def test_shared_helpers_are_reexported():
     from lora_edu import _utils
 
-    assert L.count_parameters is _utils.count_parameters
-    assert L._is_conv1d is _utils.is_conv1d  # the old private name lora_edu.quant imports
+    assert L.count_parameters is _utils.count_parameters  # the notebooks call L.count_parameters
 
 
 def test_add_lora_matching_like_peft():
