@@ -24,7 +24,7 @@ FROM_SCRATCH = {
         autoencoder.principal_angles,
         autoencoder.subspace_similarity,
     ],
-    "04_lora_from_scratch.ipynb": [lora.LoRALinear],
+    "04_lora_from_scratch.ipynb": [lora.LoRALinear, lora.amplification_factor, lora.lora_from_update],
     "05_quantization.ipynb": [quant.nf4_levels_from_quantiles, quant.nearest_code],
 }
 
