@@ -193,7 +193,7 @@ def load_gpt2(name: str | None = None, *, timeout: float = hub.DEFAULT_TIMEOUT, 
         return _from_folder(path)
     if name.lower() == "fallback" or name == FALLBACK:
         model, tok = _fallback()
-        how = f"chosen by {MODEL_ENV}" if from_setting and os.environ.get(MODEL_ENV, "").strip() else "requested"
+        how = f"chosen by {MODEL_ENV}={os.environ.get(MODEL_ENV, '').strip()}" if from_setting else "requested by name"
         if verbose and from_setting:
             print(f"Model: {FALLBACK}, the course's offline GPT-2 ({how}); its numbers differ from real gpt2's.")
         return model, tok, ModelSource("fallback", FALLBACK, f"{how}; {_fallback_detail()}")

@@ -79,7 +79,7 @@ def _notebook(path: Path, *sources: str) -> Path:
     return path
 
 
-def test_execute_notebook_passes_the_model_to_a_fresh_kernel(tmp_path):
+def test_execute_notebook_passes_the_model_to_a_fresh_kernel(tmp_path, capsys):
     model_dir = FS.write_full_size_gpt2(tmp_path / "m", config=small_config(), verbose=False)
     nb = _notebook(tmp_path / "probe.ipynb",
                    "import os\nfrom lora_edu.gpt2 import load_gpt2\nmodel, tok, source = load_gpt2()",
@@ -87,15 +87,20 @@ def test_execute_notebook_passes_the_model_to_a_fresh_kernel(tmp_path):
                    f"assert source.name == {str(model_dir)!r}\n"
                    "assert os.environ['HF_HUB_OFFLINE'] == '1' and os.getcwd() == " + repr(str(tmp_path)),
                    "raise ValueError('the third cell fails on purpose')")
-    with pytest.raises(RuntimeError, match=r"(?s)probe.ipynb failed.*last cell run: 2.*on purpose"):
+    with pytest.raises(RuntimeError, match=r"(?s)probe.ipynb failed.*in cell #2 \(raise ValueError.*on purpose"):
         FS.execute_notebook(nb, model_dir, save_to=tmp_path / "executed.ipynb")
     executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
     assert [c.get("execution_count") for c in executed.cells] == [1, 2, 3]  # the first two cells passed
     with pytest.raises(RuntimeError, match=r"2 cell\(s\) failed.*\n  cell 0: NameError.*\n  cell 2: ValueError"):
         FS.execute_notebook(_notebook(tmp_path / "two.ipynb", "undefined_name", "x = 1", "raise ValueError('b')"),
                             model_dir, keep_going=True)
-    run = FS.execute_notebook(_notebook(tmp_path / "ok.ipynb", "x = 1", "y = x + 1"), model_dir)
+    capsys.readouterr()
+    run = FS.execute_notebook(_notebook(tmp_path / "ok.ipynb", "x = 1", "# a comment\ny = x + 1"), model_dir)
+    lines = capsys.readouterr().out.splitlines()  # one progress line per cell, as it finishes
+    assert len(lines) == 2 and "cell   1/2 (#0) done: x = 1" in lines[0]
+    assert "cell   2/2 (#1) done: y = x + 1" in lines[1]
     assert [c["index"] for c in run.cells] == [0, 1] and run.seconds > 0 and "ok.ipynb" in run.summary()
+    assert run.cpu_seconds is not None and run.cpu_seconds > 0 and "CPU time" in run.summary()
     assert json.loads(json.dumps(run.to_json()))["cells"][0]["first_line"] == "x = 1"
 
 

@@ -563,6 +563,7 @@ def _run_nbval(tmp_path: Path, model_setting: str) -> tuple[subprocess.Completed
     log = tmp_path / f"network-{model_setting}.log"
     log.write_text("")
     env = dict(os.environ, LORA_EDU_MODEL=model_setting, LORA_EDU_TEST_NETLOG=str(log),
+               HF_HUB_CACHE=str(tmp_path / f"hf-cache-{model_setting}"),  # the control may write to its cache
                PYTHONPATH=os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")]))
     nb = _pin_notebook(tmp_path / "uses_gpt2.ipynb")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
@@ -593,6 +594,24 @@ def test_pin_sets_the_offline_environment():
     for key, value in env.items():
         assert os.environ[key] == value, key  # the test configuration applied it to this run
     assert T.EMPTY_HF_CACHE.is_dir() and not any(T.EMPTY_HF_CACHE.iterdir())
+
+
+def test_single_notebook_runs_are_pinned_too(tmp_path):
+    """``pytest notebooks/06_...ipynb`` does not load tests/conftest.py; the plugin named in
+    pyproject's addopts (lora_edu.tools.testing) pins that run as well."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nimport os\n"
+                                     "print(os.environ.get('LORA_EDU_MODEL'), os.environ.get('HF_HUB_OFFLINE'))")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="fallback 1\n")]
+    cell.execution_count = 1
+    nb.cells = [cell]
+    nbformat.write(nb, str(tmp_path / "env.ipynb"))
+    env = {k: v for k, v in os.environ.items() if k not in T.pinned_environment()}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", str(ROOT / "pyproject.toml"), "--rootdir",
+                          str(tmp_path), str(tmp_path / "env.ipynb")], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "1 passed" in out.stdout, out.stdout[-3000:]
 
 
 def _load_gpt2_calls(notebook: Path) -> list[ast.Call]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,35 +92,39 @@ class NotebookRun:
     model_dir: str
     seconds: float
     cells: list[dict] = field(default_factory=list)  # {"index", "seconds", "first_line"}
+    cpu_seconds: float | None = None  # the kernel's CPU time, its finished child processes included
 
     def slowest(self, n: int = 5) -> list[dict]:
         return sorted(self.cells, key=lambda c: -c["seconds"])[:n]
 
     def summary(self) -> str:
-        lines = [f"{self.notebook} on {self.model_dir}: {self.seconds:.0f} s ({self.seconds / 60:.1f} min) wall time, "
-                 f"{len(self.cells)} code cells; slowest:"]
+        cpu = f", {self.cpu_seconds:.0f} s CPU time" if self.cpu_seconds is not None else ""
+        lines = [f"{self.notebook} on {self.model_dir}: {self.seconds:.0f} s ({self.seconds / 60:.1f} min) wall time"
+                 f"{cpu}, {len(self.cells)} code cells; slowest:"]
         lines += [f"  cell {c['index']:>3}: {c['seconds']:7.1f} s  {c['first_line'][:70]}" for c in self.slowest()]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"notebook": self.notebook, "model_dir": self.model_dir, "seconds": self.seconds, "cells": self.cells}
+        return {"notebook": self.notebook, "model_dir": self.model_dir, "seconds": self.seconds,
+                "cpu_seconds": self.cpu_seconds, "cells": self.cells}
 
 
 def execute_notebook(notebook: str | Path, model_dir: str | Path, *, cell_timeout: int = 1800,
                      save_to: str | Path | None = None, extra_env: dict[str, str] | None = None,
-                     keep_going: bool = False) -> NotebookRun:
+                     keep_going: bool = False, progress: bool = True) -> NotebookRun:
     """Run ``notebook`` top to bottom in a fresh kernel with ``LORA_EDU_MODEL=model_dir`` (and
     ``HF_HUB_OFFLINE=1``: a dry run never downloads), in the notebook's folder, without comparing outputs.
 
     The committed notebook is not modified; ``save_to`` writes the executed copy (also when a cell fails).
     ``keep_going=True`` runs every cell even after one fails, to see all failures at once.
+    ``progress=True`` prints one line per code cell as it finishes (a dry run takes many minutes).
 
     Raises:
         RuntimeError: a cell raised; the message names the cell(s) and ends with the error.
     """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     notebook, model_dir = Path(notebook).resolve(), Path(model_dir).resolve()
     if not notebook.is_file():
@@ -131,11 +136,29 @@ def execute_notebook(notebook: str | Path, model_dir: str | Path, *, cell_timeou
     env = {**os.environ, MODEL_ENV: str(model_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     client = NotebookClient(nb, timeout=check_int(cell_timeout, "cell_timeout", 1), kernel_name="python3",
                             allow_errors=keep_going, resources={"metadata": {"path": str(notebook.parent)}})
+    n_code = sum(cell.cell_type == "code" for cell in nb.cells)
+    done: list[int] = []
+    started: list[int] = []
+    cpu: list[float] = []
+
+    def report(cell, cell_index, **_):  # nbclient hook, after each cell
+        if cell.cell_type != "code":
+            return
+        done.append(cell_index)
+        cpu[:] = [c for c in [_kernel_cpu_seconds(client)] if c is not None]
+        if not progress:
+            return
+        first = _first_line(cell.source)
+        print(f"  [{time.perf_counter() - start:7.1f} s] cell {len(done):>3}/{n_code} (#{cell_index}) done: "
+              f"{first[:60]}", flush=True)
+
+    client.on_cell_executed = report
+    client.on_cell_execute = lambda cell, cell_index, **_: started.append(cell_index)
     start = time.perf_counter()
     error = None
     try:
         client.execute(env=env)
-    except CellExecutionError as exc:
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
         error = exc
     seconds = time.perf_counter() - start
     if save_to is not None:
@@ -148,20 +171,36 @@ def execute_notebook(notebook: str | Path, model_dir: str | Path, *, cell_timeou
         t0, t1 = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
         if t0 and t1:
             took = (_when(t1) - _when(t0)).total_seconds()
-            first = next((ln for ln in cell.source.splitlines() if ln.strip() and not ln.startswith("#")), "")
-            cells.append({"index": index, "seconds": round(took, 2), "first_line": first})
-    run = NotebookRun(str(notebook), str(model_dir), round(seconds, 1), cells)
+            cells.append({"index": index, "seconds": round(took, 2), "first_line": _first_line(cell.source)})
+    run = NotebookRun(str(notebook), str(model_dir), round(seconds, 1), cells, round(cpu[0], 1) if cpu else None)
     failed = [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
               for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     if keep_going and failed:
         listing = "\n".join(f"  cell {i}: {out.get('ename')}: {out.get('evalue', '')[:300]}" for i, out in failed)
         raise RuntimeError(f"{notebook.name} on {model_dir}: {len(failed)} cell(s) failed "
-                           f"({seconds:.0f} s in all):\n{listing}")
+                           f"({seconds:.0f} s in all):\n{listing}\n{run.summary()}")
     if error is not None:
-        failed = next((c["index"] for c in reversed(cells)), None)
-        raise RuntimeError(f"{notebook.name} failed on {model_dir} after {seconds:.0f} s "
-                           f"(last cell run: {failed}):\n{str(error)[-4000:]}") from error
+        where = started[-1] if started else None
+        first = _first_line(nb.cells[where].source) if where is not None else ""
+        raise RuntimeError(f"{notebook.name} failed on {model_dir} after {seconds:.0f} s, in cell #{where} "
+                           f"({first[:70]}):\n{str(error)[-4000:]}\n{run.summary()}") from error
     return run
+
+
+def _kernel_cpu_seconds(client) -> float | None:
+    """CPU seconds of the kernel process and of its children that have finished (torchrun workers):
+    on a shared machine, a measure of the work that does not depend on what else is running."""
+    try:
+        import psutil
+
+        t = psutil.Process(client.km.provisioner.pid).cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+    except Exception:  # noqa: BLE001 - a missing number, never a failed run
+        return None
+
+
+def _first_line(source: str) -> str:
+    return next((ln for ln in source.splitlines() if ln.strip() and not ln.startswith("#")), "")
 
 
 def _when(stamp: str) -> datetime:
@@ -179,25 +218,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-executed", type=Path, metavar="FOLDER",
                         help="write each executed notebook there (the committed ones are never changed)")
     parser.add_argument("--keep-going", action="store_true", help="run every cell even after one fails")
+    parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may take (default 1800)")
     parser.add_argument("--json", type=Path, help="write the timings to this JSON file")
     args = parser.parse_args(argv)
     try:
         model_dir = write_full_size_gpt2(args.dir, seed=args.seed, overwrite=args.overwrite)
     except (FileExistsError, ValueError, TypeError) as exc:
         parser.error(str(exc))
-    runs = []
+    runs, failures = [], 0
     for nb in args.execute:
         save_to = None
         if args.save_executed:
             args.save_executed.mkdir(parents=True, exist_ok=True)
             save_to = args.save_executed / nb.name
         print(f"executing {nb} with {MODEL_ENV}={model_dir} ...", flush=True)
-        run = execute_notebook(nb, model_dir, save_to=save_to, keep_going=args.keep_going)
+        try:
+            run = execute_notebook(nb, model_dir, save_to=save_to, keep_going=args.keep_going,
+                                   cell_timeout=args.cell_timeout)
+        except (RuntimeError, FileNotFoundError) as exc:
+            print(f"FAILED: {exc}", file=sys.stderr, flush=True)
+            failures += 1
+            continue
         print(run.summary(), flush=True)
         runs.append(run.to_json())
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2) + "\n")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
