@@ -87,20 +87,26 @@ def test_execute_notebook_passes_the_model_to_a_fresh_kernel(tmp_path, capsys):
                    f"assert source.name == {str(model_dir)!r}\n"
                    "assert os.environ['HF_HUB_OFFLINE'] == '1' and os.getcwd() == " + repr(str(tmp_path)),
                    "raise ValueError('the third cell fails on purpose')")
-    with pytest.raises(RuntimeError, match=r"(?s)probe.ipynb failed.*in cell #2 \(raise ValueError.*on purpose"):
+    with pytest.raises(RuntimeError, match=r"(?s)probe.ipynb failed.*stopped in cell #2 \(raise ValueError.*purpose"):
         FS.execute_notebook(nb, model_dir, save_to=tmp_path / "executed.ipynb")
     executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
     assert [c.get("execution_count") for c in executed.cells] == [1, 2, 3]  # the first two cells passed
-    with pytest.raises(RuntimeError, match=r"2 cell\(s\) failed.*\n  cell 0: NameError.*\n  cell 2: ValueError"):
+    with pytest.raises(RuntimeError, match=r"two.ipynb failed.*\n  cell #0: NameError.*\n  cell #2: ValueError"):
         FS.execute_notebook(_notebook(tmp_path / "two.ipynb", "undefined_name", "x = 1", "raise ValueError('b')"),
-                            model_dir, keep_going=True)
+                            model_dir, keep_going=True, progress=False)
+    # a cell that takes too long stops the run, named, with the times of the cells that did run
+    with pytest.raises(RuntimeError, match=r"(?s)stopped in cell #1 \(import time.*CellTimeoutError.*"
+                                           r"1 code cells run.*cell   0"):
+        FS.execute_notebook(_notebook(tmp_path / "slow.ipynb", "x = 1", "import time; time.sleep(60)", "y = 2"),
+                            model_dir, cell_timeout=3, progress=False)
     capsys.readouterr()
     run = FS.execute_notebook(_notebook(tmp_path / "ok.ipynb", "x = 1", "# a comment\ny = x + 1"), model_dir)
     lines = capsys.readouterr().out.splitlines()  # one progress line per cell, as it finishes
-    assert len(lines) == 2 and "cell   1/2 (#0) done: x = 1" in lines[0]
-    assert "cell   2/2 (#1) done: y = x + 1" in lines[1]
+    assert len(lines) == 2 and "cell   1/2 (#0, " in lines[0] and lines[0].endswith("done: x = 1")
+    assert "cell   2/2 (#1, " in lines[1] and lines[1].endswith("done: y = x + 1")
     assert [c["index"] for c in run.cells] == [0, 1] and run.seconds > 0 and "ok.ipynb" in run.summary()
     assert run.cpu_seconds is not None and run.cpu_seconds > 0 and "CPU time" in run.summary()
+    assert all(c["cpu_seconds"] is not None and c["cpu_seconds"] >= 0 for c in run.cells)
     assert json.loads(json.dumps(run.to_json()))["cells"][0]["first_line"] == "x = 1"
 
 

@@ -21,7 +21,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from lora_edu._checks import check_int
@@ -86,13 +85,18 @@ def _config_fields(config) -> dict:
 
 @dataclass
 class NotebookRun:
-    """The result of :func:`execute_notebook`: total wall time and the seconds of every code cell."""
+    """The result of :func:`execute_notebook`: wall and CPU time of the run and of each code cell run.
+
+    Times are measured here, around each cell (the kernel's message timestamps can be stale or
+    jump); CPU time is the kernel's, its finished child processes (torchrun workers) included, which
+    on a machine shared with other work says more about the cost than the wall time does.
+    """
 
     notebook: str
     model_dir: str
     seconds: float
-    cells: list[dict] = field(default_factory=list)  # {"index", "seconds", "first_line"}
-    cpu_seconds: float | None = None  # the kernel's CPU time, its finished child processes included
+    cells: list[dict] = field(default_factory=list)  # {"index", "seconds", "cpu_seconds", "first_line"}
+    cpu_seconds: float | None = None
 
     def slowest(self, n: int = 5) -> list[dict]:
         return sorted(self.cells, key=lambda c: -c["seconds"])[:n]
@@ -100,8 +104,10 @@ class NotebookRun:
     def summary(self) -> str:
         cpu = f", {self.cpu_seconds:.0f} s CPU time" if self.cpu_seconds is not None else ""
         lines = [f"{self.notebook} on {self.model_dir}: {self.seconds:.0f} s ({self.seconds / 60:.1f} min) wall time"
-                 f"{cpu}, {len(self.cells)} code cells; slowest:"]
-        lines += [f"  cell {c['index']:>3}: {c['seconds']:7.1f} s  {c['first_line'][:70]}" for c in self.slowest()]
+                 f"{cpu}, {len(self.cells)} code cells run; slowest:"]
+        for c in self.slowest():
+            cpu = f" ({c['cpu_seconds']:.0f} s CPU)" if c.get("cpu_seconds") is not None else ""
+            lines.append(f"  cell {c['index']:>3}: {c['seconds']:7.1f} s{cpu}  {c['first_line'][:70]}")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -116,11 +122,12 @@ def execute_notebook(notebook: str | Path, model_dir: str | Path, *, cell_timeou
     ``HF_HUB_OFFLINE=1``: a dry run never downloads), in the notebook's folder, without comparing outputs.
 
     The committed notebook is not modified; ``save_to`` writes the executed copy (also when a cell fails).
-    ``keep_going=True`` runs every cell even after one fails, to see all failures at once.
+    ``keep_going=True`` runs every cell even after one raises, to see all failures at once.
     ``progress=True`` prints one line per code cell as it finishes (a dry run takes many minutes).
 
     Raises:
-        RuntimeError: a cell raised; the message names the cell(s) and ends with the error.
+        RuntimeError: a cell raised, timed out (``cell_timeout`` seconds) or killed the kernel; the
+        message names the cell(s), ends with the error and the times of the cells that ran.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -136,24 +143,24 @@ def execute_notebook(notebook: str | Path, model_dir: str | Path, *, cell_timeou
     env = {**os.environ, MODEL_ENV: str(model_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     client = NotebookClient(nb, timeout=check_int(cell_timeout, "cell_timeout", 1), kernel_name="python3",
                             allow_errors=keep_going, resources={"metadata": {"path": str(notebook.parent)}})
-    n_code = sum(cell.cell_type == "code" for cell in nb.cells)
-    done: list[int] = []
-    started: list[int] = []
-    cpu: list[float] = []
+    n_code = sum(cell.cell_type == "code" and bool(cell.source.strip()) for cell in nb.cells)
+    cells: list[dict] = []
+    current: dict = {}
 
-    def report(cell, cell_index, **_):  # nbclient hook, after each cell
-        if cell.cell_type != "code":
-            return
-        done.append(cell_index)
-        cpu[:] = [c for c in [_kernel_cpu_seconds(client)] if c is not None]
-        if not progress:
-            return
-        first = _first_line(cell.source)
-        print(f"  [{time.perf_counter() - start:7.1f} s] cell {len(done):>3}/{n_code} (#{cell_index}) done: "
-              f"{first[:60]}", flush=True)
+    def before(cell, cell_index, **_):  # nbclient hooks, around each code cell
+        current.update(index=cell_index, t0=time.perf_counter(), cpu0=_kernel_cpu_seconds(client))
 
-    client.on_cell_executed = report
-    client.on_cell_execute = lambda cell, cell_index, **_: started.append(cell_index)
+    def after(cell, cell_index, **_):
+        cpu0, cpu1 = current.get("cpu0"), _kernel_cpu_seconds(client)
+        took = time.perf_counter() - current["t0"]
+        cells.append({"index": cell_index, "seconds": round(took, 2), "first_line": _first_line(cell.source),
+                      "cpu_seconds": round(cpu1 - cpu0, 2) if cpu0 is not None and cpu1 is not None else None})
+        current["cpu_end"] = cpu1
+        if progress:
+            print(f"  [{time.perf_counter() - start:7.1f} s] cell {len(cells):>3}/{n_code} (#{cell_index}, "
+                  f"{took:.1f} s) done: {cells[-1]['first_line'][:60]}", flush=True)
+
+    client.on_cell_execute, client.on_cell_executed = before, after
     start = time.perf_counter()
     error = None
     try:
@@ -163,33 +170,24 @@ def execute_notebook(notebook: str | Path, model_dir: str | Path, *, cell_timeou
     seconds = time.perf_counter() - start
     if save_to is not None:
         nbformat.write(nb, str(save_to))
-    cells = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        timing = cell.get("metadata", {}).get("execution", {})
-        t0, t1 = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
-        if t0 and t1:
-            took = (_when(t1) - _when(t0)).total_seconds()
-            cells.append({"index": index, "seconds": round(took, 2), "first_line": _first_line(cell.source)})
-    run = NotebookRun(str(notebook), str(model_dir), round(seconds, 1), cells, round(cpu[0], 1) if cpu else None)
-    failed = [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+    run = NotebookRun(str(notebook), str(model_dir), round(seconds, 1), cells,
+                      round(current["cpu_end"], 1) if current.get("cpu_end") is not None else None)
+    ran = {c["index"] for c in cells}
+    failed = [(i, out) for i, cell in enumerate(nb.cells) if i in ran
               for out in cell.get("outputs", []) if out.get("output_type") == "error"]
-    if keep_going and failed:
-        listing = "\n".join(f"  cell {i}: {out.get('ename')}: {out.get('evalue', '')[:300]}" for i, out in failed)
-        raise RuntimeError(f"{notebook.name} on {model_dir}: {len(failed)} cell(s) failed "
-                           f"({seconds:.0f} s in all):\n{listing}\n{run.summary()}")
+    problems = [f"  cell #{i}: {out.get('ename')}: {out.get('evalue', '')[:300]}" for i, out in failed]
     if error is not None:
-        where = started[-1] if started else None
-        first = _first_line(nb.cells[where].source) if where is not None else ""
-        raise RuntimeError(f"{notebook.name} failed on {model_dir} after {seconds:.0f} s, in cell #{where} "
-                           f"({first[:70]}):\n{str(error)[-4000:]}\n{run.summary()}") from error
+        where = current.get("index")
+        first = _first_line(nb.cells[where].source)[:70] if where is not None else ""
+        problems.append(f"  stopped in cell #{where} ({first}): {type(error).__name__}: {str(error)[-3000:]}")
+    if problems:
+        raise RuntimeError(f"{notebook.name} failed on {model_dir} after {seconds:.0f} s:\n" + "\n".join(problems)
+                           + "\n" + run.summary()) from error
     return run
 
 
 def _kernel_cpu_seconds(client) -> float | None:
-    """CPU seconds of the kernel process and of its children that have finished (torchrun workers):
-    on a shared machine, a measure of the work that does not depend on what else is running."""
+    """CPU seconds of the kernel process and of its children that have finished (torchrun workers)."""
     try:
         import psutil
 
@@ -201,10 +199,6 @@ def _kernel_cpu_seconds(client) -> float | None:
 
 def _first_line(source: str) -> str:
     return next((ln for ln in source.splitlines() if ln.strip() and not ln.startswith("#")), "")
-
-
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def main(argv: list[str] | None = None) -> int:
