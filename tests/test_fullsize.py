@@ -125,10 +125,16 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
 def test_notebook_06_runs_end_to_end_at_full_size(tmp_path_factory):
     """gpt2's real size, random weights: every cell of notebook 06 must run (shapes, counts, memory,
     merge, save/reload, two adapters, torchrun); outputs are not compared."""
+    import shutil
+
     model_dir = FS.write_full_size_gpt2(tmp_path_factory.mktemp("gpt2_full") / "gpt2-full")
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    run = FS.execute_notebook(NOTEBOOK_06, model_dir, save_to=artifacts / "06_full_size_executed.ipynb")
+    try:
+        run = FS.execute_notebook(NOTEBOOK_06, model_dir, save_to=artifacts / "06_full_size_executed.ipynb")
+    finally:
+        shutil.rmtree(model_dir)  # 500 MB: pytest keeps its last three temporary folders
     (artifacts / "full_size_dry_run.json").write_text(json.dumps(run.to_json(), indent=2) + "\n")
     print("\n" + run.summary())
-    assert run.cells and all(c["seconds"] >= 0 for c in run.cells)
+    n_code = sum(c.cell_type == "code" and bool(c.source.strip()) for c in nbformat.read(str(NOTEBOOK_06), 4).cells)
+    assert len(run.cells) == n_code  # every code cell ran
