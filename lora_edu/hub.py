@@ -127,10 +127,12 @@ def probe_hub(repo_id: str = "gpt2", timeout: float = DEFAULT_TIMEOUT, endpoint:
     if offline_requested():
         return HubStatus(False, url, "not sent: HF_HUB_OFFLINE=1 is set")
 
+    from huggingface_hub import get_hf_file_metadata  # imported here, not in the thread: not on the clock
+
     result: list[HubStatus] = []
 
     def ask() -> None:
-        result.append(_head(url, endpoint, timeout))
+        result.append(_head(get_hf_file_metadata, url, endpoint, timeout))
 
     worker = threading.Thread(target=ask, name="lora_edu hub probe", daemon=True)
     worker.start()
@@ -140,9 +142,7 @@ def probe_hub(repo_id: str = "gpt2", timeout: float = DEFAULT_TIMEOUT, endpoint:
     return result[0]
 
 
-def _head(url: str, endpoint: str, timeout: float) -> HubStatus:
-    from huggingface_hub import get_hf_file_metadata
-
+def _head(get_hf_file_metadata, url: str, endpoint: str, timeout: float) -> HubStatus:
     try:
         get_hf_file_metadata(url, timeout=timeout, endpoint=endpoint)
     except Exception as exc:  # noqa: BLE001 - every failure is an answer to report, not a crash

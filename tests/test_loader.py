@@ -454,6 +454,8 @@ def test_no_network_means_offline_in_seconds_even_after_transformers_is_imported
             error = None
         except OSError as exc:
             error = type(exc).__name__
+        from lora_edu import check_env
+        code = check_env.main([])  # the same process: its stderr must stay empty too
         print(json.dumps([source.kind, error, took]))
     """
     out = run_python(code, {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": server.url, "HF_HUB_OFFLINE": None,
@@ -462,14 +464,13 @@ def test_no_network_means_offline_in_seconds_even_after_transformers_is_imported
     assert kind == "fallback" and error is not None
     # one probe request, then nothing: the later from_pretrained did not go to the network
     assert server.requests == [("HEAD", "/gpt2/resolve/main/config.json")]
-    assert took < 60  # generous: the point is "not a stall of minutes" (the probe gives up after 1 s)
-    for noise in ("Loading weights", "loss_type"):  # issue 12: the fallback loads quietly too
-        assert noise not in out.stdout + out.stderr, noise
-
-
-def test_check_env_prints_no_library_noise():
-    out = run_python("from lora_edu import check_env; raise SystemExit(check_env.main([]) and 0)", {})
-    assert "huggingface hub" in out.stdout and out.stderr == ""
+    assert took < 100  # the server would hold the probe for 120 s; loading takes seconds (more on a busy machine)
+    # issue 12: no library noise from load_gpt2 (the fallback's "Loading weights" bar, the loss_type
+    # notice) nor from `python -m lora_edu.check_env`, whose hub line tells the truth
+    assert out.stderr == "", out.stderr[-3000:]
+    assert "Loading weights" not in out.stdout and "loss_type" not in out.stdout
+    hub_line = next(line for line in out.stdout.splitlines() if "huggingface hub" in line)
+    assert hub_line.startswith("INFO") and "HF_HUB_OFFLINE=1 is set" in hub_line
 
 
 # ------------------------------------------------------------------------------------------------
