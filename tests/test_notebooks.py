@@ -16,15 +16,16 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 
 #: Functions a notebook builds from scratch; their notebook definition must be the package's code.
 FROM_SCRATCH = {
-    "01_matrix_rank.ipynb": [rank.outer_product_sum, rank.numerical_rank],
+    "01_matrix_rank.ipynb": [rank.outer_product_sum, rank.numerical_rank, rank.cr_factorisation],
     "02_svd_truncation.ipynb": [svd.truncated_svd, svd.low_rank_approx],
     "03_linear_autoencoders.ipynb": [
         autoencoder.LinearAutoencoder,
+        autoencoder.train_autoencoder,
         autoencoder.principal_angles,
         autoencoder.subspace_similarity,
     ],
     "04_lora_from_scratch.ipynb": [lora.LoRALinear],
-    "05_quantization.ipynb": [quant.nf4_levels_from_quantiles],
+    "05_quantization.ipynb": [quant.nf4_levels_from_quantiles, quant.nearest_code],
 }
 
 
