@@ -9,7 +9,7 @@ PORT   ?= 8888
 APP_PORT ?= 8866
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: help venv lab app slides test test-fast test-browser execute figures fallback-model bench lint check-env clean
+.PHONY: help venv lab app slides test test-fast test-browser test-full execute figures fallback-model bench lint check-env clean
 
 help:
 	@echo "make lab        create .venv if missing, install, open JupyterLab on notebooks/ (localhost, token on)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test       create/update .venv, run unit tests, every notebook (nbval) and the browser tests"
 	@echo "make test-fast  unit tests only (no notebooks, no browser)"
 	@echo "make test-browser  only the real-browser tests (headless /usr/bin/chromium)"
+	@echo "make test-full  full-size dry run: notebook 06 on a random gpt2-size model (LORA_EDU_MODEL=DIR, slow)"
 	@echo "make execute    re-execute every notebook in place, fresh kernel, top to bottom"
 	@echo "make figures    regenerate figures/ from code (lora_edu/figures.py)"
 	@echo "make fallback-model  re-pretrain the offline GPT-2 shipped in lora_edu/assets (~5 min on 2 cores)"
@@ -49,6 +50,9 @@ test-fast: $(STAMP)
 
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -q tests -m browser
+
+test-full: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/test_fullsize.py -m full_size
 
 app: $(STAMP)
 	$(BIN)/python -m lora_edu.app --port $(APP_PORT)

@@ -13,8 +13,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_edu.hub import HUB_HOST, hub_reachable
-
 #: (import name, distribution name, why the course needs it)
 REQUIRED = (
     ("numpy", "numpy", "arrays for every notebook"),
@@ -77,15 +75,17 @@ def check_widgets_extension() -> Check:
     return Check("jupyterlab_widgets extension", "OK", md.version("jupyterlab_widgets"))
 
 
-def check_hub(timeout: float = 1.5) -> Check:
-    if hub_reachable(timeout=timeout):
-        return Check("huggingface hub", "OK", f"{HUB_HOST} reachable: notebooks 05-06 load the real gpt2")
-    return Check(
-        "huggingface hub",
-        "INFO",
-        f"{HUB_HOST} unreachable (or HF_HUB_OFFLINE=1): OFFLINE mode, notebooks 05-06 use the "
-        "course's small GPT-2-architecture model and say so",
-    )
+def check_hub(timeout: float = 3.0) -> Check:
+    """Which GPT-2 notebooks 05-06 will load here, and why: ``load_gpt2``'s own resolution
+    (LORA_EDU_MODEL, the Hugging Face cache, the hub probe), with nothing loaded or downloaded."""
+    from lora_edu.gpt2 import plan_course_model
+
+    try:
+        plan = plan_course_model(timeout=timeout)
+    except (ValueError, FileNotFoundError) as exc:
+        return Check("huggingface hub", "FAIL", str(exc))
+    return Check("huggingface hub", "INFO" if plan.is_fallback else "OK",
+                 f"notebooks 05-06 load {plan.name} ({plan.kind}): {plan.detail}")
 
 
 CHROMIUM = Path("/usr/bin/chromium")
