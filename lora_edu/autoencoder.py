@@ -205,3 +205,31 @@ def subspace_similarity(U: np.ndarray, V: np.ndarray) -> float:
     """
     angles = np.radians(principal_angles(U, V))
     return float(np.mean(np.cos(angles) ** 2))
+
+
+def reconstructions_by_k(
+    X_train: np.ndarray, X_eval: np.ndarray, linear: dict[int, nn.Module], nonlinear: dict[int, nn.Module],
+) -> dict[str, dict[int, np.ndarray]]:
+    """Every reconstruction of X_eval (m, d) that a comparison across bottleneck sizes k shows.
+
+    Args:
+        X_train: centred training data (n, d); its top-k principal directions give PCA's projection.
+        X_eval: centred held-out data (m, d).
+        linear: {k: trained LinearAutoencoder}; PCA is computed at the same k.
+        nonlinear: {k: trained NonlinearAutoencoder}, any subset of those k.
+
+    Returns:
+        ``{"PCA (truncated SVD)": {k: (m, d)}, "linear AE": {k: (m, d)}, "non-linear AE": {k: (m, d)}}``
+        as float64 arrays (the non-linear entry only at its own k).
+    """
+    X_train, X_eval = as_matrix(X_train, "X_train"), as_matrix(X_eval, "X_eval")
+    out: dict[str, dict[int, np.ndarray]] = {"PCA (truncated SVD)": {}, "linear AE": {}, "non-linear AE": {}}
+    Xt = torch.from_numpy(np.asarray(X_eval, dtype=np.float32))
+    for k in sorted(linear):
+        V = principal_directions(X_train, k)
+        out["PCA (truncated SVD)"][k] = X_eval @ V @ V.T
+        with torch.no_grad():
+            out["linear AE"][k] = linear[k](Xt).double().numpy()
+            if k in nonlinear:
+                out["non-linear AE"][k] = nonlinear[k](Xt).double().numpy()
+    return out
