@@ -527,6 +527,7 @@ class Explorer:
         stack = GridBox([base, *self._layers.values(), self._overlay],
                         layout=Layout(grid_template_columns=f"{w}px", grid_template_rows=f"{h}px",
                                       width=f"{w}px", overflow="hidden"))
+        stack.add_class("lora-edu-picture")
         sliders = []
         for c in self.controls:
             slider = c.make_widget()

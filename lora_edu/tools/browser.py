@@ -145,7 +145,7 @@ def start_lab(root: Path, notebooks: Path, extra: tuple[Path, ...] = ()) -> Serv
     return server
 
 
-def open_and_run_all(page, lab: Server, notebook: str, timeout_ms: int = 300_000) -> None:
+def open_and_run_all(page, lab: Server, notebook: str, timeout_ms: int = 600_000) -> None:
     """Open ``notebook`` in JupyterLab, wait for its kernel, run all cells, wait until all ran.
 
     Raises:

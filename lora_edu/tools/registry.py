@@ -18,12 +18,12 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class AppSection:
-    """One section of the classroom app (``make app``): a heading, a one-line lesson, and the name
-    of the function in :mod:`lora_edu.tools.app` that builds its explorer from shipped data."""
+    """One section of the classroom app (``make app``): the name of the function in
+    :mod:`lora_edu.tools.app` that builds its explorer from shipped data, a heading, a one-line lesson."""
 
+    builder: str
     heading: str
     lesson: str
-    builder: str
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,6 @@ class Notebook:
         title: a short title.
         modules: the teaching modules it uses, in the order it introduces them.
         explorers: names in :mod:`lora_edu.explorers` that it shows (its widget outputs).
-        exercises: its exercises module (``lora_edu.exercises.nbNN``).
         from_scratch: ``"module:qualname"`` of each definition the notebook writes out in full;
             a test checks the notebook's code is exactly the package's.
         app: its section of the classroom app, if it has one.
@@ -45,7 +44,6 @@ class Notebook:
     title: str
     modules: tuple[str, ...]
     explorers: tuple[str, ...] = ()
-    exercises: str = ""
     from_scratch: tuple[str, ...] = ()
     app: AppSection | None = None
 
@@ -54,59 +52,43 @@ class Notebook:
         return int(self.file[:2])
 
     @property
+    def exercises(self) -> str:
+        """Its exercises module: ``lora_edu.exercises.nbNN``."""
+        return f"lora_edu.exercises.nb{self.number:02d}"
+
+    @property
     def stem(self) -> str:
         return Path(self.file).stem
 
 
 NOTEBOOKS: tuple[Notebook, ...] = (
-    Notebook(
-        "01_matrix_rank.ipynb", "Matrix rank", ("lora_edu.rank",),
-        explorers=("outer_product_explorer",), exercises="lora_edu.exercises.nb01",
-        from_scratch=("lora_edu.rank:outer_product_sum", "lora_edu.rank:numerical_rank"),
-        app=AppSection("A matrix made of rank-1 outer products",
-                       "Each term adds one rank; the noise slider shows why numerical rank needs a tolerance.",
-                       "outer_product_section"),
-    ),
-    Notebook(
-        "02_svd_truncation.ipynb", "SVD truncation", ("lora_edu.svd", "lora_edu.data"),
-        explorers=("rank_explorer",), exercises="lora_edu.exercises.nb02",
-        from_scratch=("lora_edu.svd:truncated_svd", "lora_edu.svd:low_rank_approx"),
-        app=AppSection("Rank-k approximation of a photo",
-                       "Drag k: the image sharpens fast at first, and the error curve shows why - singular "
-                       "values fall quickly.",
-                       "rank_section"),
-    ),
-    Notebook(
-        "03_linear_autoencoders.ipynb", "Linear autoencoders", ("lora_edu.autoencoder", "lora_edu.data"),
-        explorers=("autoencoder_explorer",), exercises="lora_edu.exercises.nb03",
-        from_scratch=("lora_edu.autoencoder:LinearAutoencoder", "lora_edu.autoencoder:principal_angles",
-                      "lora_edu.autoencoder:subspace_similarity"),
-        app=AppSection("Linear autoencoder vs PCA",
-                       "At every bottleneck size k the trained linear autoencoder reconstructs as well as PCA.",
-                       "autoencoder_section"),
-    ),
-    Notebook(
-        "04_lora_from_scratch.ipynb", "LoRA from scratch", ("lora_edu.lora", "lora_edu.tasks"),
-        explorers=("lora_rank_explorer",), exercises="lora_edu.exercises.nb04",
-        from_scratch=("lora_edu.lora:LoRALinear",),
-        app=AppSection("What LoRA learns at each rank r",
-                       "The learned update B A has at most r non-zero singular values (the readout counts "
-                       "them); accuracy saturates at small r.",
-                       "lora_section"),
-    ),
-    Notebook(
-        "05_quantization.ipynb", "Quantization to QLoRA", ("lora_edu.quant", "lora_edu.gpt2", "lora_edu.corpus"),
-        explorers=("quantization_explorer",), exercises="lora_edu.exercises.nb05",
-        from_scratch=("lora_edu.quant:nf4_levels_from_quantiles",),
-        app=AppSection("Bits and block size vs quantization error",
-                       "One outlier ruins a per-tensor scale; small blocks confine the damage.",
-                       "quantization_section"),
-    ),
-    Notebook(
-        "06_gpt2_peft_finetune.ipynb", "GPT-2 fine-tune with PEFT",
-        ("lora_edu.gpt2", "lora_edu.corpus", "lora_edu.finetune", "lora_edu.lora"),
-        exercises="lora_edu.exercises.nb06",
-    ),
+    Notebook("01_matrix_rank.ipynb", "Matrix rank", ("lora_edu.rank",), explorers=("outer_product_explorer",),
+             from_scratch=("lora_edu.rank:outer_product_sum", "lora_edu.rank:numerical_rank"),
+             app=AppSection("outer_product_section", "A matrix made of rank-1 outer products",
+                            "Each term adds one rank; the noise slider shows why numerical rank needs a tolerance.")),
+    Notebook("02_svd_truncation.ipynb", "SVD truncation", ("lora_edu.svd", "lora_edu.data"),
+             explorers=("rank_explorer",),
+             from_scratch=("lora_edu.svd:truncated_svd", "lora_edu.svd:low_rank_approx"),
+             app=AppSection("rank_section", "Rank-k approximation of a photo",
+                            "Drag k: the image sharpens fast at first, and the error curve shows why - "
+                            "singular values fall quickly.")),
+    Notebook("03_linear_autoencoders.ipynb", "Linear autoencoders", ("lora_edu.autoencoder", "lora_edu.data"),
+             explorers=("autoencoder_explorer",),
+             from_scratch=("lora_edu.autoencoder:LinearAutoencoder", "lora_edu.autoencoder:principal_angles",
+                           "lora_edu.autoencoder:subspace_similarity"),
+             app=AppSection("autoencoder_section", "Linear autoencoder vs PCA", "At every bottleneck size k "
+                            "the trained linear autoencoder reconstructs as well as PCA.")),
+    Notebook("04_lora_from_scratch.ipynb", "LoRA from scratch", ("lora_edu.lora", "lora_edu.tasks"),
+             explorers=("lora_rank_explorer",), from_scratch=("lora_edu.lora:LoRALinear",),
+             app=AppSection("lora_section", "What LoRA learns at each rank r",
+                            "The learned update B A has at most r non-zero singular values (the readout "
+                            "counts them); accuracy saturates at small r.")),
+    Notebook("05_quantization.ipynb", "Quantization to QLoRA", ("lora_edu.quant", "lora_edu.gpt2", "lora_edu.corpus"),
+             explorers=("quantization_explorer",), from_scratch=("lora_edu.quant:nf4_levels_from_quantiles",),
+             app=AppSection("quantization_section", "Bits and block size vs quantization error",
+                            "One outlier ruins a per-tensor scale; small blocks confine the damage.")),
+    Notebook("06_gpt2_peft_finetune.ipynb", "GPT-2 fine-tune with PEFT",
+             ("lora_edu.gpt2", "lora_edu.corpus", "lora_edu.finetune", "lora_edu.lora")),
 )
 
 #: The classroom app opens with this notebook's section (the course's headline picture), then the
