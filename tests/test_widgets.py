@@ -298,6 +298,7 @@ def test_quantization_explorer_numbers(outlier_weight):
     assert ex.levels(4, 64).max() < 0.2 * float(outlier_weight.abs().max())
     ex.bits.value, ex.grouping.value = 8, 16
     assert "<b>8 bits, blocks of 16</b>" in ex.readout.value and "255 levels" in ex.readout.value
+    assert f"{ex.zero_share(8, 16)} of the weights round to 0" in ex.readout.value
     assert f"relative error {ex.errors[16][8]:.2f} %" in ex.readout.value
 
 
@@ -310,3 +311,14 @@ def test_quantization_error_checks_its_grouping():
     assert quantization_error(torch.tensor([1.0, -1.0, 0.0, 1.0]), 2, 2) == 0.0  # representable exactly
     with pytest.raises(ValueError, match="grouping must be"):
         quantization_error(w, 8, "per-row")
+
+
+def test_legends_stay_above_the_moving_marks(image):
+    ex = W.rank_explorer(image)
+    ((left, top, w, h), png), = ex.picture.legends
+    (x0, y0), (x1, y1) = ex.ax_err.bbox.get_points()
+    H = ex.picture.height
+    assert x0 <= left and left + w <= x1 + 1 and H - y1 <= top and top + h <= H - y0 + 1  # inside its axes
+    assert decode(png).shape[:2] == (h, w)
+    stack = ex.widget.children[-1]
+    assert stack.children[-1].value == png and stack.children.index(ex._overlay) < len(stack.children) - 1

@@ -59,7 +59,7 @@ class OuterProductExplorer(Explorer):
         self._spectrum_axes(self.ax_s)
         self.ax_s.legend(handles=[Patch(color=BAR, label="sigma_i"),
                                   Line2D([], [], color=TOL, linestyle="--", label="numpy rank tolerance")],
-                         loc="lower left", fontsize=8)
+                         loc="upper right", fontsize=8)
         fig.tight_layout()
         return {"matrix": heat}
 

@@ -128,8 +128,7 @@ class QuantizationExplorer(Explorer):
         err = self.errors[grouping][bits]
         readout = (f"<b>{bits} bits, {grouping_label(grouping)}</b> &nbsp;|&nbsp; {len(lv)} levels, "
                    f"step {lv[1] - lv[0]:.2g} in a typical block &nbsp;|&nbsp; relative error {err:.2f} % "
-                   f"&nbsp;|&nbsp; {self.zeros[grouping][bits]:,} of the {self.n_nonzero:,} non-zero weights "
-                   f"({self.zero_share(bits, grouping)}) round to 0")
+                   f"&nbsp;|&nbsp; {self.zero_share(bits, grouping)} of the weights round to 0")
         x, y = self._level_lines(bits, grouping)
         marks = [Line(self.ax_h, x, y, color=LEVEL, width=0.6), dot(self.ax_e, bits, err, color=OKABE_ITO[0], size=10)]
         return Frame(readout, marks=marks)
