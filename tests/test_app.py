@@ -54,11 +54,11 @@ def test_voila_command_hides_code_on_localhost_and_checks_the_port(tmp_path):
 
 
 def test_fast_sections_build_explorers():
-    rank = app.rank_section(size=64, k=5)
+    rank = app.rank_section(size=64, r=5)
     assert rank.slider.value == 5 and rank.slider.max == 64 and "lora-edu-explorer" in rank.widget._dom_classes
     quant = app.quantization_section(shape=(32, 32))
     assert quant.zeros["per-tensor"][4] == 32 * 32 - 1  # the outlier pushes every other weight to 0
     with pytest.raises(ValueError, match="size"):
         app.rank_section(size=4)
-    with pytest.raises(ValueError, match="nonlinear_ks"):
-        app.autoencoder_section(ks=(1, 2), nonlinear_ks=(4,))
+    with pytest.raises(ValueError, match="nonlinear_rs"):
+        app.autoencoder_section(rs=(1, 2), nonlinear_rs=(4,))

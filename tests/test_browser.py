@@ -75,14 +75,14 @@ def test_rank_slider_in_notebook_02(page, jupyter_lab):
     open_and_run_all(page, jupyter_lab, "02_svd_truncation.ipynb")
     explorer = page.locator(f"{PANEL} .lora-edu-explorer").first
     explorer.scroll_into_view_if_needed()
-    assert "rank k" in explorer.locator(".widget-hslider .widget-label").first.text_content()
+    assert "rank r" in explorer.locator(".widget-hslider .widget-label").first.text_content()
     moved = move_slider(page, explorer, presses=5)
     assert_changed(moved)
-    k0 = int(moved["before"]["value"])
-    assert moved["after"]["value"] == k0 + 5
+    r0 = int(moved["before"]["value"])
+    assert moved["after"]["value"] == r0 + 5
     # The readout names the new rank and a smaller error (more singular values kept).
     err = [float(re.search(r"relative error ([\d.]+) %", s["readout"]).group(1)) for s in moved.values()]
-    assert f"k = {k0 + 5}" in moved["after"]["readout"] and err[1] < err[0]
+    assert f"r = {r0 + 5}" in moved["after"]["readout"] and err[1] < err[0]
 
     # The live widget renders, so the static picture after it is hidden (no figure twice).
     display = explorer.evaluate("el => getComputedStyle(el.closest('.jp-OutputArea-child').nextElementSibling"
@@ -138,7 +138,7 @@ def test_classroom_app_in_voila(page, voila_app):
     explorers = page.locator(".lora-edu-explorer")
     moved = move_slider(page, explorers.first, presses=3)
     assert_changed(moved)
-    assert f"k = {int(moved['before']['value']) + 3}" in moved["after"]["readout"]
+    assert f"r = {int(moved['before']['value']) + 3}" in moved["after"]["readout"]
     # Every other explorer on the page answers a key press too (one per notebook 01, 03, 04, 05).
     for i in range(1, explorers.count()):
         explorer = explorers.nth(i)
@@ -156,7 +156,7 @@ def test_nbconvert_html_shows_the_static_picture_offline(page, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell("import numpy as np\nfrom lora_edu.widgets import rank_explorer\n"
-                                          "rank_explorer(np.add.outer(np.arange(40.0), np.arange(30.0)) ** 0.5, k=1)")]
+                                          "rank_explorer(np.add.outer(np.arange(40.0), np.arange(30.0)) ** 0.5, r=1)")]
     ExecutePreprocessor(timeout=300, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(tmp_path)}})
     assert nb.metadata.get("widgets"), "the widget state is stored with the notebook"
     live, static = nb.cells[0].outputs

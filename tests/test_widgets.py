@@ -34,14 +34,14 @@ def decode(raw: bytes) -> np.ndarray:
 
 
 def test_controls_pick_the_slider_and_check_the_initial_value():
-    ints = F.Control("k", "rank k", range(0, 9), 3, attr="slider").make_widget()
+    ints = F.Control("r", "rank r", range(0, 9), 3, attr="slider").make_widget()
     assert type(ints).__name__ == "IntSlider" and (ints.min, ints.max, ints.value) == (0, 8, 3)
     sel = F.Control("g", "grouping", ("per-tensor", 64, 16), 64).make_widget()
     assert type(sel).__name__ == "SelectionSlider" and sel.value == 64
     assert [label for label, _ in sel.options] == ["per-tensor", "64", "16"]
     assert ints.continuous_update and sel.continuous_update  # a drag shows intermediate frames
-    with pytest.raises(ValueError, match="k must be one of"):
-        F.Control("k", "rank k", range(3), 5)
+    with pytest.raises(ValueError, match="r must be one of"):
+        F.Control("r", "rank r", range(3), 5)
 
 
 def _picture_with_a_layer():
@@ -126,7 +126,7 @@ def test_show_emits_the_live_widget_then_the_static_png(image, monkeypatch):
     live, static = shown
     assert WIDGET_MIME in live and "did not render" in live["text/plain"] and "image/png" not in live
     assert decode(base64.b64decode(static["image/png"])).shape[1] > 800  # small multiples, side by side
-    assert "k = 2" in static["text/plain"] and "lora-edu-has-static" in ex.widget._dom_classes
+    assert "r = 2" in static["text/plain"] and "lora-edu-has-static" in ex.widget._dom_classes
     shown.clear()
     ex.show(static=False)  # the app: a kernel is always there, so no static picture (and no CSS hiding)
     assert len(shown) == 1 and "lora-edu-has-static" not in ex.widget._dom_classes
@@ -144,31 +144,35 @@ def test_without_ipywidgets_the_static_picture_is_shown(image, monkeypatch, caps
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
     ex = W.rank_explorer(image)
-    assert ex.widget is None and ex.values == {"k": 20}
+    assert ex.widget is None and ex.values == {"r": 20}
     ex.show()
     assert "ipywidgets is not installed" in capsys.readouterr().out
     (static,) = shown
     assert set(static) == {"image/png", "text/plain"}
-    assert "k = 20" in ex.update(k=20).readout  # the numbers work without widgets too
+    assert "r = 20" in ex.update(r=20).readout  # the numbers work without widgets too
 
 
 # --- notebook 02: rank of an image ----------------------------------------------------------------
 
 
 def test_rank_explorer_slider_updates_image_and_readout(image):
-    ex = W.rank_explorer(image, k=5)
+    ex = W.rank_explorer(image, 5)
     before_pixels, before_text = ex._layers["image"].value, ex.readout.value
-    assert "k = 5" in before_text
+    assert "r = 5" in before_text
     ex.slider.value = 40
-    assert "k = 40" in ex.readout.value and ex.readout.value != before_text
+    assert "r = 40" in ex.readout.value and ex.readout.value != before_text
     assert ex._layers["image"].value != before_pixels
     rel = 100 * reconstruction_error(image, 40, relative=True)
     assert f"relative error {rel:.2f} %" in ex.readout.value
     assert ex.slider.max == 128 and ex.slider.min == 0
 
 
+def test_rank_explorer_still_takes_its_old_keyword_k(image):
+    assert W.rank_explorer(image, k=7).slider.value == 7  # notebook 02 calls rank_explorer(img, k=20)
+
+
 def test_rank_layer_shows_the_rank_k_image_at_the_size_on_screen():
-    ex = W.rank_explorer(sample_image(), k=10)  # 600 x 512 pixels in a smaller box: shrunk through the factors
+    ex = W.rank_explorer(sample_image(), r=10)  # 600 x 512 pixels in a smaller box: shrunk through the factors
     _, _, w, h = ex.picture.boxes["image"]
     shown = decode(ex._layers["image"].value).astype(float)
     assert shown.shape == (h, w)
@@ -178,7 +182,7 @@ def test_rank_layer_shows_the_rank_k_image_at_the_size_on_screen():
 
 
 def test_slider_moves_do_not_recompute_the_svd_or_rerender_the_figure(image, monkeypatch):
-    ex = W.rank_explorer(image, k=3)
+    ex = W.rank_explorer(image, r=3)
     frames = ex.frames
 
     def boom(*args, **kwargs):
@@ -192,15 +196,15 @@ def test_slider_moves_do_not_recompute_the_svd_or_rerender_the_figure(image, mon
 
 
 def test_rank_static_picture_is_not_the_grid_shown_above_it(image):
-    ks = {p["k"] for p in W.rank_explorer(image).static_positions()}
-    assert not ks & {1, 5, 20, 50}, "notebook 02 shows figures/rank_grid.png (ranks 1, 5, 20, 50) just above"
+    rs = {p["r"] for p in W.rank_explorer(image).static_positions()}
+    assert not rs & {1, 5, 20, 50}, "notebook 02 shows figures/rank_grid.png (ranks 1, 5, 20, 50) just above"
 
 
 def test_explorers_reject_bad_input():
     with pytest.raises(ValueError, match="image must be 2-D"):
         W.rank_explorer(np.zeros((4, 4, 3)))
-    with pytest.raises(ValueError, match=r"k must be in \[0, 4\]"):
-        W.rank_explorer(np.eye(4), k=5)
+    with pytest.raises(ValueError, match=r"r must be in \[0, 4\]"):
+        W.rank_explorer(np.eye(4), r=5)
     with pytest.raises(ValueError, match="d must be in"):
         W.outer_product_explorer(d=0)
     with pytest.raises(ValueError, match="at least 16 values"):
@@ -241,12 +245,12 @@ def test_autoencoder_explorer_switches_models():
     ex = W.autoencoder_explorer(Xtr, Xte, mean, lin, non, n_show=3)
     assert ex.slider.value == 4
     pixels = ex._layers["digits"].value
-    assert "non-linear AE" not in ex.readout.value  # not trained at k=4, and it says nothing false
-    assert any(isinstance(m, F.Text) and "not trained at k = 4" in m.text for m in ex.update(k=4).marks)
+    assert "non-linear AE" not in ex.readout.value  # not trained at r=4, and it says nothing false
+    assert any(isinstance(m, F.Text) and "not trained at r = 4" in m.text for m in ex.update(r=4).marks)
     row3 = (slice(3 * 9, 3 * 9 + 8), slice(0, 8))  # the non-linear row, first digit
     assert np.isnan(ex.mosaic(4)[row3]).all() and not np.isnan(ex.mosaic(2)[row3]).any()
     ex.slider.value = 2
-    assert "k = 2" in ex.readout.value and "non-linear AE" in ex.readout.value
+    assert "r = 2" in ex.readout.value and "non-linear AE" in ex.readout.value
     assert ex._layers["digits"].value != pixels
     assert ex.errors["PCA (truncated SVD)"][4] == pytest.approx(AE.pca_mse(Xtr, 4, Xte))
     with pytest.raises(ValueError, match="linear must map"):

@@ -76,7 +76,7 @@ class Control:
 
     Attributes:
         name: keyword under which :meth:`Explorer.update` receives the value (``k``, ``bits``).
-        label: the slider's description in the page (``"rank k"``).
+        label: the slider's description in the page (``"rank r"``).
         options: every value, in slider order. Consecutive ints give an ``IntSlider``, anything
             else a ``SelectionSlider`` whose labels are ``fmt(value)``.
         value: the initial value (one of ``options``).

@@ -1,8 +1,8 @@
-"""Notebook 02: rank-k compression of an image with a slider for k.
+"""Notebook 02: rank-r compression of an image with a slider for r.
 
-Live: the rank-k image next to the error-vs-k curve (Eckart-Young) with k marked; the readout
+Live: the rank-r image next to the error-vs-r curve (Eckart-Young) with r marked; the readout
 gives the error, the energy kept and the storage of the factors. The SVD is computed once
-(:class:`~lora_edu.svd.SVDCache`); a move multiplies the first k factors and sends those pixels.
+(:class:`~lora_edu.svd.SVDCache`); a move multiplies the first r factors and sends those pixels.
 """
 
 from __future__ import annotations
@@ -22,94 +22,99 @@ CURVE, MARK = OKABE_ITO[2], OKABE_ITO[4]
 
 
 class RankExplorer(Explorer):
-    """Slider over k = 0..min(H, W): the best rank-k approximation of an image (H, W)."""
+    """Slider over r = 0..min(H, W): the best rank-r approximation of an image (H, W)."""
 
     figsize = (9.0, 3.6)
     panel_size = (2.1, 2.9)
     summary_width = 3.4
 
-    def __init__(self, image: np.ndarray, k: int = 20) -> None:
+    def __init__(self, image: np.ndarray, r: int = 20) -> None:
         self.A = as_matrix(image, "image")
         self.cache = SVDCache(self.A)
-        k = check_int(k, "k", 0, self.cache.max_rank)
+        r = check_int(r, "r", 0, self.cache.max_rank)
         norm = self.cache.norm
         self.rel = 100 * self.cache.errors / norm if norm > 0 else np.zeros_like(self.cache.errors)
         self.vmin, self.vmax = float(self.A.min()), float(self.A.max())
         self.shown = None  # the SVD factors averaged down to the displayed pixels (laid_out)
         m, n = self.A.shape
-        super().__init__([Control("k", "rank k", range(self.cache.max_rank + 1), k, attr="slider", width="600px")],
+        super().__init__([Control("r", "rank r", range(self.cache.max_rank + 1), r, attr="slider", width="600px")],
                          title=f"Rank explorer for a {m} x {n} image")
 
     def _curve(self, ax: Axes) -> None:
         ks = np.arange(self.cache.max_rank + 1)
-        ax.plot(ks, self.rel, color=CURVE, linestyle="-", marker="", label="rank-k error (Eckart-Young)")
+        ax.plot(ks, self.rel, color=CURVE, linestyle="-", marker="", label="rank-r error (Eckart-Young)")
         ax.set_xscale("symlog", linthresh=10)
         ax.set_xlim(0, self.cache.max_rank)
         ax.set_ylim(0, 100)
-        ax.set_xlabel("rank k (number of singular values kept)")
-        ax.set_ylabel("relative error ||A - A_k||_F / ||A||_F (%)")
+        ax.set_xlabel("rank r (number of singular values kept)")
+        ax.set_ylabel("relative error ||A - A_r||_F / ||A||_F (%)")
 
-    def draw(self, fig: Figure, k: int) -> dict[str, AxesImage]:
+    def draw(self, fig: Figure, r: int) -> dict[str, AxesImage]:
         self.ax_img, self.ax_err = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
-        im = self.ax_img.imshow(self.cache.approx(k), cmap="gray", vmin=self.vmin, vmax=self.vmax)
+        im = self.ax_img.imshow(self.cache.approx(r), cmap="gray", vmin=self.vmin, vmax=self.vmax)
         self.ax_img.set_axis_off()
         self._curve(self.ax_err)
-        current = Line2D([], [], color=MARK, linestyle="--", marker="o", label="current k")
+        current = Line2D([], [], color=MARK, linestyle="--", marker="o", label="current r")
         self.ax_err.legend(handles=[*self.ax_err.get_lines(), current], loc="upper right", fontsize=8)
         fig.tight_layout()
         return {"image": im}
 
     def laid_out(self, picture: Picture) -> None:
-        # A_k shrunk to the h x w pixels on screen is (R U_k s_k)(Vt_k C^T): shrink the factors once,
-        # then a move costs an (h, k)(k, w) product instead of (m, k)(k, n) plus a resize.
+        # A_r shrunk to the h x w pixels on screen is (R U_r s_r)(Vt_r C^T): shrink the factors once,
+        # then a move costs an (h, r)(r, w) product instead of (m, r)(r, n) plus a resize.
         _, _, w, h = picture.boxes["image"]
         m, n = self.A.shape
         if h < m and w < n:
             c = self.cache
             self.shown = (box_average(m, h) @ (c.U * c.s), c.Vt @ box_average(n, w).T)
 
-    def update(self, k: int) -> Frame:
+    def update(self, r: int) -> Frame:
         c, (m, n) = self.cache, self.A.shape
-        store = c.storage(k)
+        store = c.storage(r)
         readout = (
-            f"<b>k = {k}</b> &nbsp;|&nbsp; relative error {100 * c.relative_error(k):.2f} % "
-            f"&nbsp;|&nbsp; energy kept {100 * c.energy(k):.2f} % "
+            f"<b>r = {r}</b> &nbsp;|&nbsp; relative error {100 * c.relative_error(r):.2f} % "
+            f"&nbsp;|&nbsp; energy kept {100 * c.energy(r):.2f} % "
             f"&nbsp;|&nbsp; storage {store:,} numbers = {100 * store / (m * n):.1f} % "
             f"of the {m * n:,} pixels"
         )
-        marks = [vline(self.ax_err, k, color=MARK, dash="--"), dot(self.ax_err, k, self.rel[k], color=MARK),
-                 Text(self.ax_img, 0.5, 1.0, f"rank {k} of {c.max_rank}", size=11, dy=6)]
-        image = c.approx(k) if self.shown is None else self.shown[0][:, :k] @ self.shown[1][:k]
+        marks = [vline(self.ax_err, r, color=MARK, dash="--"), dot(self.ax_err, r, self.rel[r], color=MARK),
+                 Text(self.ax_img, 0.5, 1.0, f"rank {r} of {c.max_rank}", size=11, dy=6)]
+        image = c.approx(r) if self.shown is None else self.shown[0][:, :r] @ self.shown[1][:r]
         return Frame(readout, images={"image": image}, marks=marks)
 
-    # --- static picture: ranks other than the figure above it in notebook 02 (1, 5, 20, 50, full)
+    # --- static picture: ranks other than the figure above it in notebook 02 (1, 5, 20, 50, full) ---
 
     def static_positions(self) -> list[dict[str, int]]:
-        ks = [k for k in (2, 10, 40) if k < self.cache.max_rank] + [self.cache.max_rank]
-        return [{"k": k} for k in ks]
+        rs = [r for r in (2, 10, 40) if r < self.cache.max_rank] + [self.cache.max_rank]
+        return [{"r": r} for r in rs]
 
-    def panel(self, ax: Axes, k: int) -> None:
+    def panel(self, ax: Axes, r: int) -> None:
         m, n = self.A.shape
-        ax.imshow(self.cache.approx(k), cmap="gray", vmin=self.vmin, vmax=self.vmax)
+        ax.imshow(self.cache.approx(r), cmap="gray", vmin=self.vmin, vmax=self.vmax)
         ax.set_axis_off()
-        ax.set_title(f"k = {k}: error {self.rel[k]:.1f} %\nstorage {100 * self.cache.storage(k) / (m * n):.0f} % "
+        ax.set_title(f"r = {r}: error {self.rel[r]:.1f} %\nstorage {100 * self.cache.storage(r) / (m * n):.0f} % "
                      "of the pixels", fontsize=9)
 
     def summary(self, ax: Axes, positions: list[dict[str, int]]) -> None:
         self._curve(ax)
         for p in positions:
-            ax.plot([p["k"]], [self.rel[p["k"]]], color=MARK, marker="o", linestyle="")
-            ax.annotate(f"k = {p['k']}", (p["k"], self.rel[p["k"]]), textcoords="offset points", xytext=(4, 6),
+            ax.plot([p["r"]], [self.rel[p["r"]]], color=MARK, marker="o", linestyle="")
+            ax.annotate(f"r = {p['r']}", (p["r"], self.rel[p["r"]]), textcoords="offset points", xytext=(4, 6),
                         fontsize=8)
         ax.set_ylabel("relative error (%)")
-        ax.set_title("error vs k (symlog axis)", fontsize=9)
+        ax.set_title("error vs r (symlog axis)", fontsize=9)
 
 
-def rank_explorer(image: np.ndarray, k: int = 20) -> RankExplorer:
-    """Interactive rank-k compression of ``image`` (shape (H, W)) with a slider for k.
+def rank_explorer(image: np.ndarray, r: int = 20, *, k: int | None = None) -> RankExplorer:
+    """Interactive rank-r compression of ``image`` (shape (H, W)) with a slider for r.
+
+    Args:
+        image: (H, W) grayscale values.
+        r: the initial rank, 0..min(H, W).
+        k: the same as ``r`` (its name before the course wrote every rank as r).
 
     Returns:
-        A :class:`RankExplorer`: ``slider`` (k), ``readout``, ``cache`` (the
+        A :class:`RankExplorer`: ``slider`` (r), ``readout``, ``cache`` (the
         :class:`~lora_edu.svd.SVDCache`); shown by displaying it (the last line of a cell).
     """
-    return RankExplorer(image, k)
+    return RankExplorer(image, r if k is None else k)

@@ -35,12 +35,12 @@ def sections() -> list[tuple[str, str, str]]:
     return [(f"{sec.heading} (notebook {nb.number:02d})", sec.lesson, sec.builder) for nb, sec in app_sections()]
 
 
-def rank_section(size: int = 256, k: int = 20) -> Explorer:
+def rank_section(size: int = 256, r: int = 20) -> Explorer:
     """The rank explorer on matplotlib's Grace Hopper photo (grayscale, ``size`` x ``size``)."""
     from lora_edu.data import sample_image
     from lora_edu.explorers import rank_explorer
 
-    return rank_explorer(sample_image(size=check_int(size, "size", 16, 1024)), k=k)
+    return rank_explorer(sample_image(size=check_int(size, "size", 16, 1024)), r=r)
 
 
 def outer_product_section() -> Explorer:
@@ -50,26 +50,26 @@ def outer_product_section() -> Explorer:
     return outer_product_explorer()
 
 
-def autoencoder_section(ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32), nonlinear_ks: tuple[int, ...] = (8, 32),
+def autoencoder_section(rs: tuple[int, ...] = (1, 2, 4, 8, 16, 32), nonlinear_rs: tuple[int, ...] = (8, 32),
                         ) -> Explorer:
-    """Linear autoencoders (every k in ``ks``) and non-linear ones (``nonlinear_ks``) on digits."""
+    """Linear autoencoders (every code size r in ``rs``) and non-linear ones (``nonlinear_rs``) on digits."""
     from lora_edu import autoencoder as AE
     from lora_edu.data import load_digits_data, train_test_split_indices
     from lora_edu.explorers import autoencoder_explorer
 
-    if not ks or any(k not in ks for k in nonlinear_ks):
-        raise ValueError(f"nonlinear_ks must be a subset of a non-empty ks, got ks={ks}, nonlinear_ks={nonlinear_ks}")
+    if not rs or any(r not in rs for r in nonlinear_rs):
+        raise ValueError(f"nonlinear_rs must be a subset of a non-empty rs, got rs={rs}, nonlinear_rs={nonlinear_rs}")
     X, _ = load_digits_data()
     train, test = train_test_split_indices(len(X), 0.2, 0)
     X_train, mean = AE.center(X[train])
     X_test, _ = AE.center(X[test], mean)
     linear, nonlinear = {}, {}
-    for k in ks:
-        linear[k] = AE.LinearAutoencoder(64, k)
-        AE.train_autoencoder(linear[k], X_train, epochs=1000, lr=0.02, seed=0, progress=False)
-    for k in nonlinear_ks:
-        nonlinear[k] = AE.NonlinearAutoencoder(64, k, hidden=64)
-        AE.train_autoencoder(nonlinear[k], X_train, epochs=150, lr=3e-3, seed=0, batch_size=64, progress=False)
+    for r in rs:
+        linear[r] = AE.LinearAutoencoder(64, r)
+        AE.train_autoencoder(linear[r], X_train, epochs=1000, lr=0.02, seed=0, progress=False)
+    for r in nonlinear_rs:
+        nonlinear[r] = AE.NonlinearAutoencoder(64, r, hidden=64)
+        AE.train_autoencoder(nonlinear[r], X_train, epochs=150, lr=3e-3, seed=0, batch_size=64, progress=False)
     return autoencoder_explorer(X_train, X_test, mean, linear, nonlinear, n_show=6)
 
 

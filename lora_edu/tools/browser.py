@@ -195,7 +195,7 @@ LATENCY_CELLS = (
     "box",
     "from lora_edu.data import sample_image\n"
     "from lora_edu.widgets import rank_explorer\n"
-    "rank_explorer(sample_image(), k=20)",
+    "rank_explorer(sample_image(), r=20)",
 )
 
 # Resolves with the milliseconds from the key press to the new picture: the readout/label text

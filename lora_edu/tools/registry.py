@@ -63,7 +63,8 @@ class Notebook:
 
 NOTEBOOKS: tuple[Notebook, ...] = (
     Notebook("01_matrix_rank.ipynb", "Matrix rank", ("lora_edu.rank",), explorers=("outer_product_explorer",),
-             from_scratch=("lora_edu.rank:outer_product_sum", "lora_edu.rank:numerical_rank"),
+             from_scratch=("lora_edu.rank:outer_product_sum", "lora_edu.rank:numerical_rank",
+                           "lora_edu.rank:cr_factorisation"),
              app=AppSection("outer_product_section", "A matrix made of rank-1 outer products",
                             "Each term adds one rank; the noise slider shows why numerical rank needs a tolerance.")),
     Notebook("02_svd_truncation.ipynb", "SVD truncation", ("lora_edu.svd", "lora_edu.data"),
@@ -74,9 +75,9 @@ NOTEBOOKS: tuple[Notebook, ...] = (
                             "singular values fall quickly.")),
     Notebook("03_linear_autoencoders.ipynb", "Linear autoencoders", ("lora_edu.autoencoder", "lora_edu.data"),
              explorers=("autoencoder_explorer",),
-             from_scratch=("lora_edu.autoencoder:LinearAutoencoder", "lora_edu.autoencoder:principal_angles",
-                           "lora_edu.autoencoder:subspace_similarity"),
-             app=AppSection("autoencoder_section", "Linear autoencoder vs PCA", "At every bottleneck size k "
+             from_scratch=("lora_edu.autoencoder:LinearAutoencoder", "lora_edu.autoencoder:train_autoencoder",
+                           "lora_edu.autoencoder:principal_angles", "lora_edu.autoencoder:subspace_similarity"),
+             app=AppSection("autoencoder_section", "Linear autoencoder vs PCA", "At every code size r "
                             "the trained linear autoencoder reconstructs as well as PCA.")),
     Notebook("04_lora_from_scratch.ipynb", "LoRA from scratch", ("lora_edu.lora", "lora_edu.tasks"),
              explorers=("lora_rank_explorer",), from_scratch=("lora_edu.lora:LoRALinear",),
@@ -84,7 +85,8 @@ NOTEBOOKS: tuple[Notebook, ...] = (
                             "The learned update B A has at most r non-zero singular values (the readout "
                             "counts them); accuracy saturates at small r.")),
     Notebook("05_quantization.ipynb", "Quantization to QLoRA", ("lora_edu.quant", "lora_edu.gpt2", "lora_edu.corpus"),
-             explorers=("quantization_explorer",), from_scratch=("lora_edu.quant:nf4_levels_from_quantiles",),
+             explorers=("quantization_explorer",),
+             from_scratch=("lora_edu.quant:nf4_levels_from_quantiles", "lora_edu.quant:nearest_code"),
              app=AppSection("quantization_section", "Bits and block size vs quantization error",
                             "One outlier ruins a per-tensor scale; small blocks confine the damage.")),
     Notebook("06_gpt2_peft_finetune.ipynb", "GPT-2 fine-tune with PEFT",
