@@ -129,7 +129,7 @@ def test_slider_latency_is_measured_against_a_no_op_widget(page, jupyter_lab):
 
 def test_classroom_app_in_voila(page, voila_app):
     # voila pages link outside assets; ours are removed, but never wait for the full "load" event.
-    page.goto(voila_app.url, wait_until="domcontentloaded", timeout=120_000)
+    page.goto(voila_app.url, wait_until="domcontentloaded", timeout=600_000)  # voila runs the sections first
     page.wait_for_function("document.querySelectorAll('.lora-edu-explorer').length >= 5", timeout=240_000)
     text = page.locator("body").inner_text()
     assert "lora-edu classroom explorers" in text

@@ -82,10 +82,13 @@ class Server:
             time.sleep(0.5)
 
     def log_tail(self, n: int = 40) -> str:
-        self._log_file.flush()
+        """The last ``n`` lines the server wrote (also after :meth:`stop`)."""
+        if not self._log_file.closed:
+            self._log_file.flush()
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and whatever it left in its process session."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
             try:
