@@ -13,7 +13,7 @@ def test_quick_bench_writes_table_json_and_figure(tmp_path, capsys):
     assert (tmp_path / "bench.png").stat().st_size > 5_000
     rows = {r["name"]: r for r in data["rows"]}
     names = list(rows)
-    assert any("LoRA fwd+bwd" in n for n in names) and any("rank slider on a" in n for n in names)
+    assert any("LoRA fwd+bwd" in n for n in names) and any("rank slider, " in n and "one move" in n for n in names)
     assert any("NF4" in n for n in names) and any("optimizer-state" in n for n in names)
     assert data["machine"]["torch_threads"] >= 1 and "torch threads" in out
     (browser,) = [r for n, r in rows.items() if "JupyterLab" in n]

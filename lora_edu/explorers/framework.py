@@ -30,7 +30,6 @@ import base64
 import contextlib
 import html
 import io
-import itertools
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,9 +60,6 @@ CSS = """<style>
   { display: none; }
 .lora-edu-pixelated { image-rendering: pixelated; }
 </style>"""
-
-_IDS = itertools.count()
-
 
 # ---------------------------------------------------------------------------------------------
 # Controls and frames
@@ -243,7 +239,6 @@ class Picture:
         self.boxes = {name: self._box(im) for name, im in self.layers.items()}
         self._gray = {name: _is_gray(im) for name, im in self.layers.items()}
         self._tables = {name: _lut(im, self._gray[name]) for name, im in self.layers.items()}
-        self.id = f"lora-edu-{next(_IDS)}"
 
     def _legend_crops(self) -> list[tuple[tuple[int, int, int, int], bytes]]:
         """Each legend of the figure as ``((left, top, width, height), PNG)`` cut from the base PNG:
@@ -321,24 +316,30 @@ class Picture:
         return self.boxes[name][2] >= 3 * w or self.boxes[name][3] >= 3 * h
 
     def svg(self, marks: Sequence[Mark]) -> str:
-        """The marks as one SVG the size of the figure (what the overlay shows)."""
-        clips: dict[int, str] = {}
-        body = []
+        """The marks as one SVG the size of the figure (what the overlay shows).
+
+        Lines and bars are clipped to their axes by a nested ``<svg>`` viewport per axes (whose
+        viewBox keeps figure pixels as coordinates): a plain rectangle clip, cheaper for the browser
+        to repaint on every move than a ``clip-path``.
+        """
+        by_axes: dict[int, list[str]] = {}
+        axes: dict[int, Axes] = {}
+        texts = []
         for m in marks:
             if isinstance(m, Text):
-                body.append(self._text(m))
-                continue
-            clip = clips.setdefault(id(m.ax), f"{self.id}-clip{len(clips)}")
-            body.append(f'<g clip-path="url(#{clip})">{self._line(m) if isinstance(m, Line) else self._bars(m)}</g>')
-        defs = []
-        axes = {id(m.ax): m.ax for m in marks}
-        for key, clip in clips.items():
+                texts.append(self._text(m))
+            else:
+                axes[id(m.ax)] = m.ax
+                by_axes.setdefault(id(m.ax), []).append(self._line(m) if isinstance(m, Line) else self._bars(m))
+        body = []
+        for key, parts in by_axes.items():
             (x0, y0), (x1, y1) = axes[key].bbox.get_points()
-            defs.append(f'<clipPath id="{clip}"><rect x="{x0:.1f}" y="{self.height - y1:.1f}" '
-                        f'width="{x1 - x0:.1f}" height="{y1 - y0:.1f}"/></clipPath>')
+            x, y, w, h = f"{x0:.1f}", f"{self.height - y1:.1f}", f"{x1 - x0:.1f}", f"{y1 - y0:.1f}"
+            body.append(f'<svg x="{x}" y="{y}" width="{w}" height="{h}" viewBox="{x} {y} {w} {h}" overflow="hidden">'
+                        f'{"".join(parts)}</svg>')
         return (f'<svg xmlns="http://www.w3.org/2000/svg" class="lora-edu-overlay" width="{self.width}" '
                 f'height="{self.height}" viewBox="0 0 {self.width} {self.height}" '
-                f'style="display:block;pointer-events:none"><defs>{"".join(defs)}</defs>{"".join(body)}</svg>')
+                f'style="display:block;pointer-events:none">{"".join(body)}{"".join(texts)}</svg>')
 
     def _line(self, m: Line) -> str:
         pts = self._to_px(m.ax, m.coords, m.x, m.y)

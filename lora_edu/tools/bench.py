@@ -197,19 +197,19 @@ def row_slider_vs_svd(quick: bool) -> list[Row]:
     from lora_edu.explorers import rank_explorer
 
     img = sample_image(size=128) if quick else sample_image()
-    ex = rank_explorer(img, k=20)
-    ks = iter(np.tile(np.arange(10, 60), 100))
+    ex = rank_explorer(img, r=20)
+    rs = iter(np.tile(np.arange(10, 60), 100))
 
     def move():
-        ex.slider.value = int(next(ks))
+        ex.slider.value = int(next(rs))
 
     ts, tsvd = interleaved(move, lambda: np.linalg.svd(img, full_matrices=False), repeats=5 if quick else 20)
     tr, tsvd2 = interleaved(lambda: ex.cache.approx(20), lambda: np.linalg.svd(img, full_matrices=False),
                             repeats=5 if quick else 20)
     size = f"{img.shape[0]}x{img.shape[1]}"
-    return [Row(f"rank slider on a {size} image: one move (pixels + marks + readout) vs one SVD", "slider update",
+    return [Row(f"rank slider, {size} image: one move (pixels, marks, readout) vs one SVD", "slider update",
                 "np.linalg.svd", ts * 1e3, tsvd * 1e3, "ms", "update/SVD <= 1/20", ts / tsvd <= 1 / 20),
-            Row(f"rank slider on a {size} image: the rank-20 reconstruction alone vs one SVD", "U_k s_k Vt_k",
+            Row(f"rank slider, {size} image: the full-size rank-20 product alone vs one SVD", "U_r s_r Vt_r",
                 "np.linalg.svd", tr * 1e3, tsvd2 * 1e3, "ms", "reported", None)]
 
 
@@ -246,7 +246,7 @@ def row_browser_latency(quick: bool, presses: int = 30) -> list[Row]:
     its value into a label) in the same kernel, key presses interleaved."""
     from lora_edu.tools import browser as B
 
-    name = "rank slider in JupyterLab, 600x512 photo: key press -> new picture, vs a no-op widget round trip"
+    name = "rank slider in JupyterLab (Chromium): key press -> new picture vs no-op widget"
     why = "skipped with --quick" if quick else B.browser_missing()
     if why:
         return [Row(name, "explorer", "no-op", None, None, "ms", "explorer/no-op <= 1.5", None, skipped=why)]
