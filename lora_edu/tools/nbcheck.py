@@ -271,7 +271,8 @@ def hygiene_problems(path: str | Path) -> list[Problem]:
         m = ANSWER_ASSERT.search(source)
         if m:
             problems.append(Problem(path.name, i, "an answer cell that asserts the learner is wrong "
-                                    "(`assert not check_...`): exercises use lora_edu.exercises objects (README rule 3)",
+                                    "(`assert not check_...`): exercises use lora_edu.exercises objects "
+                                    "(README rule 3)",
                                     _excerpt(source, m.start(), m.end())))
         streams = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout"]
         if len(streams) > 1:

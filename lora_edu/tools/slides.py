@@ -111,7 +111,8 @@ def _docstring_spans(tree: ast.AST) -> list[tuple[int, int]]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(node.body) > 1:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
                 spans.append((first.lineno - 1, first.end_lineno - 1))
     return spans
 
@@ -283,7 +284,7 @@ def block_height(block: str, nb_dir: Path | None = None) -> float:
     height = 0.0
     images = _MD_IMAGE.findall(block)
     for url in images:
-        size = _file_image_size((nb_dir / url)) if nb_dir is not None and not re.match(r"^[a-z]+:", url) else (0, 0)
+        size = _file_image_size(nb_dir / url) if nb_dir is not None and not re.match(r"^[a-z]+:", url) else (0, 0)
         height += _shown_height(*size) + 10
     text = _MD_IMAGE.sub("", block)
     if "$$" in text:
@@ -293,7 +294,8 @@ def block_height(block: str, nb_dir: Path | None = None) -> float:
             height += rows * PROSE_LINE * tall + 24
         text = re.sub(r"\$\$.+?\$\$", "", text, flags=re.S)
     if text.lstrip().startswith("|"):
-        rows = [ln for ln in text.splitlines() if ln.strip().startswith("|") and not re.match(r"^\s*\|[-:| ]+\|\s*$", ln)]
+        rows = [ln for ln in text.splitlines()
+                if ln.strip().startswith("|") and not re.match(r"^\s*\|[-:| ]+\|\s*$", ln)]
         return height + len(rows) * (PROSE_LINE + 6) + 16
     # a paragraph wraps as one; each list item starts a new line
     logical: list[str] = []
@@ -591,7 +593,7 @@ def slide_notebook(nb, nb_dir: str | Path | None = None):
     out = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
     pieces = plan(nb, nb_dir)
     starts = [k for k, p in enumerate(pieces) if p.slide_type in ("slide", "subslide")] + [len(pieces)]
-    for a, b in zip(starts, starts[1:]):  # the slide's estimated height, for calibrating the estimate
+    for a, b in zip(starts, starts[1:], strict=False):  # the slide's estimated height, for calibrating the estimate
         pieces[a].cell.metadata["slideshow"] = {"data": {
             "lora_cell": str(pieces[a].index), "lora_estimate": str(round(sum(p.height for p in pieces[a:b])))}}
     for piece in pieces:
@@ -735,7 +737,8 @@ FIT_REPORT_JS = """async () => {
     let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
     const clipped = [];
     for (const el of [slide, ...slide.querySelectorAll('*')]) {
-      if (el.closest('aside.notes, .MJX_Assistive_MathML, .MathJax_Preview, details:not([open]) > :not(summary)')) continue;
+      const hidden = 'aside.notes, .MJX_Assistive_MathML, .MathJax_Preview, details:not([open]) > :not(summary)';
+      if (el.closest(hidden)) continue;
       // a formula counts as its box (MathJax positions its inner parts absolutely, clipped)
       if (el.parentElement && el.parentElement.closest('.MathJax, .MathJax_Display')) continue;
       const cs = getComputedStyle(el);
