@@ -233,3 +233,24 @@ def test_slides_open_offline_in_chromium(page, built_slides):
     page.keyboard.press("ArrowRight")
     page.wait_for_function("Reveal.getIndices().h === 1", timeout=10_000)
     assert page.external_requests == [], "slides must not reach the network"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_every_slide_fits_a_1280x720_screen(page, built_slides):
+    """Pages through every slide and sub-slide of every deck at 1280 x 720; a slide whose content
+    leaves the screen (after the template scaled it, never below MIN_SCALE) fails with its deck,
+    slide address, heading and notebook cell."""
+    _, files = built_slides
+    page.set_viewport_size({"width": SL.SLIDE_WIDTH, "height": SL.SLIDE_HEIGHT})
+    problems, counted = [], {}
+    for f in files:
+        page.goto(f.as_uri(), wait_until="load")
+        page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=60_000)
+        report = page.evaluate(SL.FIT_REPORT_JS)
+        deck = f.name.removesuffix(".slides.html")
+        counted[deck] = len(report)
+        assert len(report) == page.evaluate("Reveal.getTotalSlides()")
+        problems += SL.fit_problems(deck, report)
+    assert not problems, f"{len(problems)} slide(s) do not fit 1280 x 720 ({counted}):\n" + "\n".join(problems)
+    assert page.external_requests == [], "slides must not reach the network"
