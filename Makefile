@@ -14,11 +14,12 @@ NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 PERTURB := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=Haswell MKL_CBWR=COMPATIBLE
 PERTURBED_NOTEBOOKS ?= $(NOTEBOOKS)
 
-.PHONY: help venv lab app slides test test-fast test-browser test-perturbed test-full execute figures fallback-model bench lint check-env clean
+.PHONY: help venv lab app presenter slides test test-fast test-browser test-perturbed test-full execute figures fallback-model bench lint check-env clean
 
 help:
 	@echo "make lab        create .venv if missing, install, open JupyterLab on notebooks/ (localhost, token on)"
 	@echo "make app        classroom page: every slider explorer, no code, on http://127.0.0.1:$(APP_PORT)/ (voila, offline)"
+	@echo "make presenter  the same explorers one per screen in large type, for projecting (PageDown: next)"
 	@echo "make slides     lecture slides build/slides/*.slides.html (reveal.js, open offline from disk)"
 	@echo "make test       create/update .venv, run unit tests, every notebook (nbval), the browser tests,"
 	@echo "                then the notebooks again under a perturbed numeric environment (test-perturbed)"
@@ -74,6 +75,9 @@ test-full: $(STAMP)
 
 app: $(STAMP)
 	$(BIN)/python -m lora_edu.tools.app --port $(APP_PORT)
+
+presenter: $(STAMP)
+	$(BIN)/python -m lora_edu.tools.app --presenter --port $(APP_PORT)
 
 slides: $(STAMP)
 	$(BIN)/python -m lora_edu.tools.slides
