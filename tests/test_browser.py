@@ -184,12 +184,12 @@ def test_presenter_mode_one_explorer_per_screen_with_the_keyboard(page, voila_pr
     assert float(big.evaluate("el => parseFloat(getComputedStyle(el).fontSize)")) >= 48, "the value must be large"
     page.wait_for_function("document.activeElement && document.activeElement.classList.contains('noUi-handle')",
                            timeout=30_000)   # the slider has the focus: the arrow keys work at once
-    before = big.inner_text()
+    value = "document.querySelector('.lora-edu-readout b').innerText"
+    before = page.evaluate(value)
     for _ in range(2):
         page.keyboard.press("ArrowRight")
-    page.wait_for_function("([el, before]) => el.innerText !== before", arg=[big.element_handle(), before],
-                           timeout=30_000)
-    assert big.inner_text() != before
+    page.wait_for_function(f"before => {value} !== before", arg=before, timeout=30_000)
+    assert page.evaluate(value) != before
     page.keyboard.press("PageDown")
     page.wait_for_url(f"**/voila/render/{second}", timeout=30_000)
     page.wait_for_function("document.querySelectorAll('.lora-edu-explorer').length === 1", timeout=240_000)
