@@ -12,8 +12,11 @@ NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 # The perturbed second run (issue 12): one thread, torch's generic (non-SIMD) kernels, an older
 # OpenBLAS kernel path and MKL's compatible code path. A checked output must print the same there.
 PERTURB := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=Haswell MKL_CBWR=COMPATIBLE
-# Later notebooks run longer: start them first so the two lanes finish together.
-PERTURBED_NOTEBOOKS ?= $(shell ls -r notebooks/0*.ipynb)
+# Later notebooks run longer: start them first so the two lanes finish together. Notebook 06 is left
+# out by default: single-threaded with generic kernels its fine-tunes take over 9 CPU-minutes (more than
+# CI's 25 minutes leave), and its checked outputs are verdicts with wide margins. Run it with
+# `make test-perturbed PERTURBED_NOTEBOOKS=notebooks/06_gpt2_peft_finetune.ipynb`.
+PERTURBED_NOTEBOOKS ?= $(filter-out %06_gpt2_peft_finetune.ipynb,$(shell ls -r notebooks/0*.ipynb))
 
 .PHONY: help venv lab app presenter slides test test-fast test-browser test-perturbed test-full execute figures fallback-model bench lint check-env clean
 
