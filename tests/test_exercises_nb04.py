@@ -103,13 +103,26 @@ def test_gradients_at_init():
 
 def test_rslora_alpha():
     ex = nb04.rslora_alpha
-    right = 16 / 8 * math.sqrt(32)
-    assert verdict(ex, right) and verdict(ex, 11.314) and verdict(ex, 11.31)
-    cases = {16: "keeping lora_alpha", 64: "standard LoRA", 2: "scaling itself", 32: "rsLoRA too", 5: "old scaling"}
+    right = 16 / 32 * math.sqrt(32)                      # s = 16 / 32 at r = 32, times sqrt(32)
+    assert verdict(ex, right) and verdict(ex, 2.828) and verdict(ex, 2.83)
+    # the right answer really gives standard LoRA's scaling at r = 32
+    from torch import nn
+
+    from lora_edu.lora import LoRALinear
+    rs = LoRALinear(nn.Linear(64, 64), r=32, alpha=right, use_rslora=True)
+    assert rs.scaling == pytest.approx(LoRALinear(nn.Linear(64, 64), r=32, alpha=16).scaling)
+    cases = {
+        16: "keeping lora_alpha",
+        2 * math.sqrt(32): "keeps the old s",           # the pitfall: same s as at r = 8
+        64: "standard-LoRA lora_alpha",
+        0.5: "scaling s itself",
+        32: "rsLoRA too",
+        5: "gives s",
+    }
     for answer, words in cases.items():
         fb = verdict(ex, answer)
         assert not fb and words in fb.message, (answer, fb.message)
-    assert not verdict(ex, "11.31")
+    assert not verdict(ex, "2.83")
 
 
 def test_extract_lora():

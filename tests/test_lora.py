@@ -348,3 +348,33 @@ def test_amplification_factor():
     assert L.amplification_factor(2.0 * torch.outer(e[0], e[0]), W, 1) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="one shape"):
         L.amplification_factor(torch.zeros(3, 2), W, 1)
+
+
+def test_under_adam_scaling_by_c_is_learning_rate_and_init_by_sqrt_c():
+    """Notebook 04, section 7: (c s) B A = s (sqrt(c) B)(sqrt(c) A) and Adam ignores gradient scale, so
+    training with scaling c s at lr eta equals scaling s at lr sqrt(c) eta with A's start x sqrt(c)."""
+    torch.manual_seed(0)
+    base, x, y = nn.Linear(12, 6), torch.randn(32, 12), torch.randn(32, 6)
+
+    def losses(alpha, lr, a_scale, use_rslora=False, r=4):
+        torch.manual_seed(1)
+        layer = L.LoRALinear(copy.deepcopy(base), r=r, alpha=alpha, use_rslora=use_rslora)
+        with torch.no_grad():
+            layer.lora_A.mul_(a_scale)
+        opt = torch.optim.Adam([layer.lora_A, layer.lora_B], lr=lr)
+        out = []
+        for _ in range(30):
+            loss = ((layer(x) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            out.append(loss.item())
+        return torch.tensor(out)
+
+    c = 9.0
+    big = losses(alpha=8 * c, lr=1e-2, a_scale=1.0)
+    twin = losses(alpha=8, lr=3 * 1e-2, a_scale=3.0)
+    assert torch.allclose(big, twin, rtol=1e-4)
+    assert not torch.allclose(big, losses(alpha=8, lr=3 * 1e-2, a_scale=1.0), rtol=1e-2)  # lr alone: no
+    # rsLoRA at r = 4 (s = alpha / 2) is standard LoRA with alpha x 2 (s = alpha / 4): same s, same run
+    assert torch.equal(losses(alpha=8, lr=1e-2, a_scale=1.0, use_rslora=True), losses(alpha=16, lr=1e-2, a_scale=1.0))
