@@ -25,8 +25,9 @@ import nbformat
 import pytest
 import torch
 
-from lora_edu import check_env, hub
 from lora_edu import gpt2 as G
+from lora_edu import hub
+from lora_edu.tools import check_env
 from lora_edu.tools import testing as T
 
 ROOT = Path(__file__).resolve().parents[1]
