@@ -131,6 +131,7 @@ def test_nf4_codes_right(capsys):
     (Q.NF4_CODE[RIGHT_NF4].tolist(), "NF4 levels"),
     ((Q.NF4_CODE[RIGHT_NF4] * 0.8).tolist(), "dequantized"),
     ([9, 2, 7, 15, 6, 10, 0, 7], "1 of 8 codes differ"),
+    ([8, 3, 7, 14, 7, 9, 0, 7], "evenly spaced"),                       # round(7 x) + 7: Int4's grid, not NF4's
     ([9, 2, 7, 15, 6, 11, 0, 16], "0..15"),
     ([9, 2, 7], "8 codes"),
 ])
@@ -158,6 +159,8 @@ def test_nf4_storage_bytes_right(capsys):
     (8 * RIGHT_BYTES, "bits"),
     (4 * N4, "bits"),                                   # 4 bits per weight counted as bytes
     (N4 // 2 + N4 // 64, "fp32 scale per 256"),
+    (N4 // 2 + N4 // 64 + 4 * (N4 // 256) + 4, "256 *weights*"),      # second-level scale per 256 weights
+    (round(N4 * 4.127 / 8), "rounded rate"),                          # the rate 4.127, not the byte count
     (N4, "bytes = n / 2"),
     ("23259908", "number of bytes"),
     (True, "number of bytes"),
@@ -195,10 +198,27 @@ def test_merge_target_mistakes(capsys):
         ((Wq + s * d["B"] @ d["A"]).T, "transposed"),
         (torch.zeros(3, 3), "shape"),
         (Wq * 2, "not Q(W)"),
+        (Wq + d["B"] @ d["A"] / s, "not r / alpha"),
+        (Q.nf4_dequantize(*Q.nf4_quantize(Wq + s * d["B"] @ d["A"], 8), (4, 8), 8), "back to NF4"),
+        (Q.nf4_dequantize(*Q.nf4_quantize(d["W"] + s * d["B"] @ d["A"], 8), (4, 8), 8), "back to NF4"),
+        (Q.nf4_dequantize(*Q.nf4_quantize(d["W"], 64), (4, 8), 64) + s * d["B"] @ d["A"], "blocks of 64"),
     ]
     for answer, words in cases:
         fb = verdict(nb05.merge_target, answer, capsys)
         assert not fb and words in fb.message, fb.message
+
+
+def test_merge_target_notices_a_problem_changed_in_place(capsys):
+    d, Wq, s = merge_parts()
+    right = Wq + s * d["B"] @ d["A"]
+    W, saved = d["W"], d["W"].clone()
+    W += 1.0                                   # a learner's in-place edit of the problem's own tensor
+    try:
+        fb = verdict(nb05.merge_target, right, capsys)
+        assert not fb and "changed in place" in fb.message
+    finally:
+        W.copy_(saved)
+    assert verdict(nb05.merge_target, right, capsys)
 
 
 # --- the worked solutions in the notebook ---------------------------------------------------------------
