@@ -211,3 +211,31 @@ def subspace_similarity(U: np.ndarray, V: np.ndarray) -> float:
     """
     angles = np.radians(principal_angles(U, V))
     return float(np.mean(np.cos(angles) ** 2))
+
+
+def reconstructions_by_code_size(
+    X_train: np.ndarray, X_eval: np.ndarray, linear: dict[int, nn.Module], nonlinear: dict[int, nn.Module],
+) -> dict[str, dict[int, np.ndarray]]:
+    """Every reconstruction of X_eval (m, d) that a comparison across code sizes r shows.
+
+    Args:
+        X_train: centred training data (n, d); its top-r principal directions give PCA's projection.
+        X_eval: centred held-out data (m, d).
+        linear: {r: trained LinearAutoencoder}; PCA is computed at the same r.
+        nonlinear: {r: trained NonlinearAutoencoder}, any subset of those r.
+
+    Returns:
+        ``{"PCA (truncated SVD)": {r: (m, d)}, "linear AE": {r: (m, d)}, "non-linear AE": {r: (m, d)}}``
+        as float64 arrays (the non-linear entry only at its own r).
+    """
+    X_train, X_eval = as_matrix(X_train, "X_train"), as_matrix(X_eval, "X_eval")
+    out: dict[str, dict[int, np.ndarray]] = {"PCA (truncated SVD)": {}, "linear AE": {}, "non-linear AE": {}}
+    Xt = torch.from_numpy(np.asarray(X_eval, dtype=np.float32))
+    for r in sorted(linear):
+        V = principal_directions(X_train, r)
+        out["PCA (truncated SVD)"][r] = X_eval @ V @ V.T
+        with torch.no_grad():
+            out["linear AE"][r] = linear[r](Xt).double().numpy()
+            if r in nonlinear:
+                out["non-linear AE"][r] = nonlinear[r](Xt).double().numpy()
+    return out

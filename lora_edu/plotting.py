@@ -1,4 +1,4 @@
-"""One figure style for the whole course, and saving into ``figures/``.
+"""One figure style for the whole course, pyplot-free figures, and saving into ``figures/``.
 
 Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies)
 and every series also gets its own line style and marker, so plots stay readable in grayscale.
@@ -6,10 +6,13 @@ and every series also gets its own line style and marker, so plots stay readable
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib as mpl
 from cycler import cycler
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 #: Okabe & Ito (2008) colour-blind-safe palette, black first.
 OKABE_ITO = (
@@ -24,9 +27,6 @@ OKABE_ITO = (
 )
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), "-", "--")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-
-#: Where ``make figures`` writes: the repository's ``figures/`` folder.
-FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 
 COURSE_RC = {
     "axes.prop_cycle": cycler(color=OKABE_ITO) + cycler(linestyle=LINESTYLES) + cycler(marker=MARKERS),
@@ -52,11 +52,39 @@ def use_course_style() -> None:
     mpl.rcParams.update(COURSE_RC)
 
 
-def save_figure(fig, name: str, formats: tuple[str, ...] = ("png",), folder: Path | None = None) -> list[Path]:
-    """Save ``fig`` as ``figures/<name>.<fmt>`` for each format; returns the paths written."""
+def new_figure(figsize: tuple[float, float], dpi: float = 90, **kwargs) -> Figure:
+    """A pyplot-free Figure in the course style: no inline auto-display, no global state.
+
+    Args:
+        figsize: (width, height) in inches; the figure is ``figsize * dpi`` pixels.
+        dpi: pixels per inch of :func:`figure_png`.
+        **kwargs: passed to :class:`matplotlib.figure.Figure`.
+    """
+    with mpl.rc_context(COURSE_RC):
+        fig = Figure(figsize=figsize, dpi=dpi, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """``fig`` rendered to PNG bytes at its own dpi and size (no tight bounding box: the pixels
+    are exactly ``fig.bbox``, so display coordinates of its artists are pixel positions)."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.canvas.print_png(buf)
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, name: str, formats: tuple[str, ...] = ("png",), folder: str | Path = "figures",
+                ) -> list[Path]:
+    """Save ``fig`` as ``<folder>/<name>.<fmt>`` for each format; returns the paths written.
+
+    ``folder`` is relative to the working directory (``make figures`` runs in the repository root).
+    """
     if not name or "/" in name or "\\" in name or "." in name:
         raise ValueError(f"name must be a bare file stem such as 'rank_grid', got {name!r}")
-    folder = FIGURES_DIR if folder is None else Path(folder)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:

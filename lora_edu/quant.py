@@ -756,3 +756,25 @@ def token_scores(models: dict[str, nn.Module], ids: torch.Tensor, block_size: in
         if reference is not None:
             out[name]["kl"] = torch.cat(scores[name]["kl"])
     return out
+
+
+def quantization_error(weight: torch.Tensor, bits: int, grouping: str | int) -> float:
+    """Relative Frobenius error ``100 ||W - Q(W)||_F / ||W||_F`` (%) of absmax quantize -> dequantize.
+
+    Args:
+        weight: any shape, at least one non-zero value.
+        bits: 2..8.
+        grouping: ``"per-tensor"`` (one scale) or a block size (one scale per block of that many
+            consecutive values, as :func:`blockwise_absmax_roundtrip`).
+    """
+    w = torch.as_tensor(weight, dtype=torch.float32).detach()
+    if grouping == "per-tensor":
+        wq = absmax_dequantize(*absmax_quantize(w, bits))
+    elif isinstance(grouping, int) and not isinstance(grouping, bool):
+        wq = blockwise_absmax_roundtrip(w, bits, grouping)
+    else:
+        raise ValueError(f"grouping must be 'per-tensor' or a block size (int), got {grouping!r}")
+    norm = torch.linalg.norm(w)
+    if norm == 0:
+        raise ValueError("weight must have a non-zero value: the relative error of an all-zero tensor is undefined")
+    return float(100 * torch.linalg.norm(w - wq) / norm)
