@@ -354,7 +354,8 @@ def dequantize_4bit(packed: torch.Tensor, absmax: torch.Tensor, shape, blocksize
     shape = torch.Size(shape)
     n = shape.numel()
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise TypeError(f"packed must be a uint8 tensor (two 4-bit codes per byte), got {getattr(packed, 'dtype', packed)}")
+        got = getattr(packed, "dtype", type(packed).__name__)
+        raise TypeError(f"packed must be a uint8 tensor (two 4-bit codes per byte), got {got}")
     if packed.numel() != math.ceil(n / 2):
         raise ValueError(f"packed holds {2 * packed.numel()} codes but shape {tuple(shape)} needs {n}")
     if absmax.numel() != math.ceil(n / blocksize):

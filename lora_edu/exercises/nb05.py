@@ -277,9 +277,10 @@ def _check_merge_target(answer: object, W: torch.Tensor, B: torch.Tensor, A: tor
     except (TypeError, ValueError) as exc:
         raise ValueError("the answer is not a matrix of numbers") from exc
     pristine = _merge_problem()
-    if not all(torch.equal(a, b) for a, b in zip((W, B, A), pristine[:3])):
+    if not all(torch.equal(a, b) for a, b in zip((W, B, A), pristine[:3], strict=True)):
         return False, ("the problem's W, B or A was changed in place (an in-place operation on data['W'] ...); "
-                       "restart the kernel (the problem is built when nb05 is first imported) and work on copies (.clone())")
+                       "restart the kernel (the problem is built when nb05 is first imported) and work on copies "
+                       "(.clone())")
     s = alpha / r
     Wq = nf4_dequantize(*nf4_quantize(W, blocksize), W.shape, blocksize)
     right = Wq + s * B @ A
