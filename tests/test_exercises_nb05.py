@@ -208,3 +208,12 @@ def test_merge_target_notices_a_problem_changed_in_place(capsys):
     finally:
         W.copy_(saved)
     assert verdict(nb05.merge_target, right, capsys)
+
+
+def test_the_notebook_has_an_open_task():
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parent.parent / "notebooks" / "05_quantization.ipynb").read_text("utf-8"))
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "### Exercise 6 (open)" in markdown
