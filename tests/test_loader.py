@@ -632,8 +632,8 @@ def _load_gpt2_calls(notebook: Path) -> list[ast.Call]:
 
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-# Notebooks 05 and 06 still name "gpt2"; their helpers are switching them to load_gpt2().
-PENDING = {"05_quantization.ipynb", "06_gpt2_peft_finetune.ipynb"}
+# Notebook 06 still names "gpt2"; its helper is switching it to load_gpt2().
+PENDING = {"06_gpt2_peft_finetune.ipynb"}
 
 
 @pytest.mark.parametrize("notebook", [

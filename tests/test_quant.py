@@ -357,9 +357,26 @@ def test_qlora_layer_trains_and_refuses_to_merge():
     assert torch.equal(qlora(x), ql(x))
     qlora(x).sum().backward()
     assert qlora.lora_A.grad is not None and qlora.lora_B.grad is not None
-    with pytest.raises((TypeError, ValueError), match="quantiz"):
+    with pytest.raises(TypeError, match=r"NF4, 16 codes per block of 64 .*to_linear\(\)"):
         qlora.merge()
     assert not qlora.merged
+
+
+@pytest.mark.parametrize("method, words", [
+    ("nf4", "NF4, 16 codes per block of 64 weights)"), ("fp4", "FP4, 16 codes per block of 64"),
+    ("int8", "int8, 255 levels per output channel"), ("int8-tensor", "int8, 255 levels per tensor"),
+    ("int4-channel", "int4, 15 levels per output channel"),
+])
+def test_merge_refusal_names_the_format_and_the_way_out(method, words):
+    ql = Q.QuantizedLinear(torch.randn(8, 64), None, method, double_quant=method == "fp4")
+    why = L.merge_refusal(ql)
+    assert words in why and "layer.to_linear()" in why and "Q(W0)" in why
+    assert ("double-quantized" in why) == (method == "fp4")
+    net = nn.Sequential(L.LoRALinear(ql, r=2, alpha=4))
+    before = ql.weight.clone()
+    with pytest.raises(TypeError, match="cannot merge 1 of 1 LoRA layers"):
+        L.merge_lora(net)
+    assert isinstance(net[0], L.LoRALinear) and torch.equal(ql.weight, before)      # nothing written
 
 
 def test_merging_into_the_dequantized_weight_reproduces_the_qlora_layer():
@@ -445,3 +462,26 @@ def test_saved_for_backward_bytes_counts_storages_once_and_skips_excluded():
     _, without = Q.saved_for_backward_bytes(lambda: torch.relu(x @ lin.weight.T), exclude=[lin.weight])
     assert with_weight - without == 8 * 4 * 4
     assert without == 3 * 8 * 4 + 3 * 4 * 4        # x, and relu's output
+
+
+def test_token_scores_batches_blocks_without_changing_the_scores():
+    model, other = _tiny_gpt2(0), _tiny_gpt2(1)
+    torch.manual_seed(13)
+    ids = torch.randint(0, 50, (135,))                 # 8 blocks of 16 and a shorter last one of 6 predictions
+    one_by_one = Q.token_scores({"a": model, "b": other}, ids, block_size=16, reference="a", max_batch_tokens=16)
+    batched = Q.token_scores({"a": model, "b": other}, ids, block_size=16, reference="a", max_batch_tokens=48)
+    for name in ("a", "b"):
+        assert one_by_one[name]["nll"].shape == (1, 134)
+        for key in ("nll", "entropy", "kl"):
+            assert torch.allclose(one_by_one[name][key], batched[name][key], atol=1e-5)
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        Q.token_scores({"a": model}, ids, max_batch_tokens=0)
+
+
+def test_dequantize_4bit_checks_what_it_is_given():
+    packed, absmax = Q.quantize_4bit(torch.randn(129), 64)
+    assert Q.dequantize_4bit(packed, absmax, (129,)).shape == (129,)
+    with pytest.raises(TypeError, match="uint8"):
+        Q.dequantize_4bit(packed.long(), absmax, (129,))
+    with pytest.raises(ValueError, match="packed holds 130 codes"):
+        Q.dequantize_4bit(packed, absmax, (140,))

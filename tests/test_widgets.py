@@ -306,6 +306,23 @@ def test_quantization_explorer_numbers(outlier_weight):
     assert f"relative error {ex.errors[16][8]:.2f} %" in ex.readout.value
 
 
+def test_quantization_explorer_static_picture_is_a_small_palette_png(outlier_weight):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from lora_edu.explorers.framework import Explorer
+
+    ex = W.quantization_explorer(outlier_weight)
+    ours, plain = ex.static_bundle(), Explorer.static_bundle(ex)
+    assert ours["text/plain"] == plain["text/plain"]
+    with Image.open(io.BytesIO(base64.b64decode(ours["image/png"]))) as a, \
+            Image.open(io.BytesIO(base64.b64decode(plain["image/png"]))) as b:
+        assert a.format == "PNG" and a.mode == "P" and a.size == b.size
+    assert len(ours["image/png"]) < len(plain["image/png"]) / 2
+
+
 def test_quantization_error_checks_its_grouping():
     from lora_edu.quant import quantization_error
 

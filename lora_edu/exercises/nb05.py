@@ -180,6 +180,9 @@ def _check_nf4_codes(answer: object, block: tuple[float, ...]) -> tuple[bool, st
     if np.array_equal(values, nearest_code(t, NF4_CODE).numpy()):
         return False, ("you looked up the raw weights; first divide the block by its absmax so that it spans "
                        "[-1, 1] like the levels")
+    if np.array_equal(values, np.round(t.numpy() / float(t.abs().max()) * 7) + 7):
+        return False, ("these are evenly spaced (Int4-style) levels, round(7 x) + 7; NF4's 16 levels are the table "
+                       "NF4_CODE, denser near 0: take the index of the nearest entry of NF4_CODE")
     if np.array_equal(values, right + 1):
         return False, "every code is one too high: codes count from 0 (NF4_CODE[0] = -1.0)"
     if np.array_equal(values, right - 8):
@@ -232,6 +235,12 @@ def _check_nf4_storage_bytes(answer: object, shape: tuple[int, int], blocksize: 
     if val == parts["codes"] + n_blocks:
         return False, ("codes and 8-bit constants are counted; the fp32 scale per 256 blocks (and the offset) are "
                        "missing")
+    if abs(val - (parts["codes"] + n_blocks + 4 * -(-n // dq_blocksize))) <= 4:
+        return False, ("that has one fp32 scale per 256 *weights*; double quantization groups the constants: one "
+                       "scale per 256 blocks of 64 weights")
+    if abs(val - right) <= 0.002 * right:
+        return False, (f"close ({val:,.0f} against the exact count): 4.127 bits per weight is a rounded rate, so "
+                       "n x 4.127 / 8 is not a byte count; add up the bytes of each part exactly")
     return False, "bytes = n / 2 (codes) + one byte per block of 64 + 4 bytes per 256 blocks + 4 bytes of offset"
 
 
@@ -267,6 +276,11 @@ def _check_merge_target(answer: object, W: torch.Tensor, B: torch.Tensor, A: tor
         ans = torch.as_tensor(np.asarray(answer, dtype=np.float64)).float()
     except (TypeError, ValueError) as exc:
         raise ValueError("the answer is not a matrix of numbers") from exc
+    pristine = _merge_problem()
+    if not all(torch.equal(a, b) for a, b in zip((W, B, A), pristine[:3], strict=True)):
+        return False, ("the problem's W, B or A was changed in place (an in-place operation on data['W'] ...); "
+                       "restart the kernel (the problem is built when nb05 is first imported) and work on copies "
+                       "(.clone())")
     s = alpha / r
     Wq = nf4_dequantize(*nf4_quantize(W, blocksize), W.shape, blocksize)
     right = Wq + s * B @ A
@@ -282,6 +296,17 @@ def _check_merge_target(answer: object, W: torch.Tensor, B: torch.Tensor, A: tor
                        "an error it never saw (the merge mismatch): use Q(W)")
     if torch.allclose(ans, Wq + B @ A, atol=1e-5) or torch.allclose(ans, W + B @ A, atol=1e-5):
         return False, f"the update is scaled: (alpha / r) B A with alpha / r = {s:g}"
+    if torch.allclose(ans, Wq + B @ A / s, atol=1e-5) or torch.allclose(ans, W + B @ A / s, atol=1e-5):
+        return False, f"the scaling is alpha / r = {alpha:g} / {r} = {s:g}, not r / alpha"
+    requantized = [nf4_dequantize(*nf4_quantize(m, blocksize), W.shape, blocksize) for m in (right, W + s * B @ A)]
+    if any(torch.allclose(ans, m, atol=1e-5) for m in requantized):
+        return False, ("that quantizes the merged weight back to NF4: the rounding moves it away from "
+                       "Q(W) + (alpha / r) B A again; the merged weight stays in float32")
+    for other in (64, 4, 16, 32):
+        Wq_other = nf4_dequantize(*nf4_quantize(W, other), W.shape, other)
+        if other != blocksize and torch.allclose(ans, Wq_other + s * B @ A, atol=1e-5):
+            return False, (f"that is Q(W) with blocks of {other}; the adapter was trained on Q(W) with blocks of "
+                           f"{blocksize}, and a different block size gives a different Q(W)")
     if torch.allclose(ans, Wq, atol=1e-5):
         return False, "that is Q(W) alone; add the adapter's update (alpha / r) B A"
     if torch.allclose(ans, W, atol=1e-5):
