@@ -35,9 +35,9 @@ from lora_edu._utils import replace_submodule
 from lora_edu.lora import LoRALinear, add_lora, lora_layers, merge_refusal
 
 __all__ = [
-    "DoRALinear", "add_dora", "adalora_ranks", "base_weight", "concat_adapters", "fit",
-    "loraplus_param_groups", "magnitude_direction_change", "nf4_error", "nf4_restore", "olora_init", "orthogonality_penalty",
-    "output_norms", "pissa_init", "rank_of", "set_base_weight", "to_dora",
+    "DoRALinear", "add_dora", "adalora_ranks", "base_weight", "concat_adapters", "fit", "loraplus_param_groups",
+    "magnitude_direction_change", "nf4_error", "nf4_restore", "olora_init", "orthogonality_penalty", "output_norms",
+    "pissa_init", "rank_of", "set_base_weight", "to_dora",
 ]
 
 

@@ -74,7 +74,8 @@ def _check_dora_params(answer, n_layer: int, n_embd: int, r: int, target_modules
     }
     if answer in known:
         return False, known[answer]
-    return False, f"{answer:,} is not it: count A (r x k), B (d x r) and the magnitude vector, in each of {n_layer} blocks"
+    return False, (f"{answer:,} is not it: count A (r x k), B (d x r) and the magnitude vector, in each of "
+                   f"{n_layer} blocks")
 
 
 dora_params = Exercise(
@@ -120,7 +121,8 @@ def _check_dora_merge(answer, W0, A, B, m, alpha, r):
         (m[:, None] * V / np.linalg.norm(V, axis=0)[None, :],
          "you normalised the columns (one norm per input); DoRA's norm is per output unit: the rows of the "
          "(d, k) weight (PEFT: torch.linalg.norm(weight, dim=1))"),
-        ((m / np.linalg.norm(W0 + B @ A, axis=1))[:, None] * (W0 + B @ A), f"you forgot the scaling s = alpha / r = {s:g}"),
+        ((m / np.linalg.norm(W0 + B @ A, axis=1))[:, None] * (W0 + B @ A),
+         f"you forgot the scaling s = alpha / r = {s:g}"),
         ((m / np.linalg.norm(W0, axis=1))[:, None] * V, "you divided by ||W0||_c; the norm is of W0 + s B A, the "
          "direction after the update"),
         (V, "that is LoRA's merged weight W0 + s B A; DoRA rescales each row to its magnitude m_i"),
