@@ -35,9 +35,9 @@ from lora_edu._utils import replace_submodule
 from lora_edu.lora import LoRALinear, add_lora, lora_layers, merge_refusal
 
 __all__ = [
-    "DoRALinear", "add_dora", "adalora_ranks", "base_weight", "concat_adapters", "fit", "loraplus_param_groups",
-    "magnitude_direction_change", "nf4_error", "nf4_restore", "olora_init", "orthogonality_penalty", "output_norms",
-    "pissa_init", "rank_of", "set_base_weight", "to_dora",
+    "adalora_ranks", "add_dora", "base_weight", "check_initialisable", "concat_adapters", "DoRALinear", "fit",
+    "loraplus_param_groups", "magnitude_direction_change", "nf4_error", "nf4_restore", "olora_init",
+    "orthogonality_penalty", "output_norms", "pissa_init", "rank_of", "set_base_weight", "to_dora",
 ]
 
 
@@ -87,12 +87,16 @@ class DoRALinear(LoRALinear):
 
     The forward pass is PEFT's (``use_dora=True``)::
 
-        n = ||W0 + s B A||_c, detached      # DoRA section 4.3: a constant for the backward pass
+        n = ||W0 + s B A||_c, without gradient   # DoRA section 4.3: a constant for the backward pass
         h = base(x) + (m / n - 1) * (W0 x) + (m / n) * s B A dropout(x)
 
     which equals ``W' x + b`` (without dropout). The extra cost over LoRA is the norm, which needs
     ``s B A`` as a full (d, k) matrix at every step. Merging writes ``W'`` into the base weight.
+    ``detach_norm = False`` lets the gradient flow through the norm too (to measure what the
+    detach saves).
     """
+
+    detach_norm: bool = True
 
     def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0, use_rslora: bool = False):
         super().__init__(base, r, alpha, dropout, use_rslora)
@@ -135,7 +139,9 @@ class DoRALinear(LoRALinear):
         result = self.base(x)
         if self.merged:
             return result
-        scale = self.lora_magnitude / self.weight_norm().detach()  # (d,): m / ||W0 + s B A||_c
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_norm):
+            norm = self.weight_norm()  # DoRA section 4.3: a constant for the backward pass
+        scale = self.lora_magnitude / norm  # (d,): m / ||W0 + s B A||_c
         if isinstance(self.lora_dropout, nn.Identity) or not self.training:
             base_part = result if self.base.bias is None else result - self.base.bias  # W0 x
         else:  # with dropout the whole adapted path sees the dropped-out input (as PEFT)
@@ -193,7 +199,8 @@ def add_dora(model: nn.Module, target_modules, r: int, alpha: float, dropout: fl
 # --- PiSSA and OLoRA: start from the principal part of W0, freeze the rest -------------------------
 
 
-def _check_fresh(layer: LoRALinear) -> None:
+def check_initialisable(layer: LoRALinear) -> None:
+    """Raise unless ``layer`` is an unmerged, plain :class:`LoRALinear` (what PiSSA/OLoRA start from)."""
     if not isinstance(layer, LoRALinear) or isinstance(layer, DoRALinear):
         raise TypeError(f"layer must be a LoRALinear (initialise first, then convert with to_dora), "
                         f"got {type(layer).__name__}")
@@ -211,7 +218,7 @@ def pissa_init(layer: LoRALinear) -> LoRALinear:
     """
     from lora_edu.svd import truncated_svd
 
-    _check_fresh(layer)
+    check_initialisable(layer)
     W = base_weight(layer).detach()
     if layer.r > min(W.shape):
         raise ValueError(f"r={layer.r} exceeds min(d, k)={min(W.shape)}: W0 has only that many singular triplets")
@@ -233,7 +240,7 @@ def olora_init(layer: LoRALinear) -> LoRALinear:
     not the best rank-r part). In place; returns ``layer``. Unlike PEFT 0.21, the QR is taken of the
     (d, k) matrix for GPT-2's ``Conv1D`` too.
     """
-    _check_fresh(layer)
+    check_initialisable(layer)
     W = base_weight(layer).detach()
     if layer.r > min(W.shape):
         raise ValueError(f"r={layer.r} exceeds min(d, k)={min(W.shape)}")
