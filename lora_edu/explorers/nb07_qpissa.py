@@ -21,7 +21,7 @@ from lora_edu.plotting import OKABE_ITO
 from lora_edu.variants import nf4_restore
 
 QLORA, QPISSA, PRED, RANDOM, MARK = OKABE_ITO[0], OKABE_ITO[2], OKABE_ITO[1], OKABE_ITO[6], OKABE_ITO[4]
-CORNER = (48, 96)  # rows x columns of W shown in the error map
+CORNER = (24, 48)  # rows x columns of W shown in the error map
 
 
 def default_ranks(d: int, k: int) -> list[int]:
