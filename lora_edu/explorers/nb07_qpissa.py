@@ -132,6 +132,21 @@ class QPissaExplorer(Explorer):
 
     # --- static picture: the error map at a few r, the error curves beside them ---------------------
 
+    def static_bundle(self) -> dict[str, str]:
+        """As the framework's, with the PNG on an adaptive palette (it looks the same, ~3x smaller)."""
+        import base64
+
+        from lora_edu.explorers.framework import _fmt
+        from lora_edu.plotting import compact_figure_bytes, figure_png
+
+        fig = self.static_figure()
+        mime, data = compact_figure_bytes(fig)
+        if mime != "image/png":  # (a plot always is; keep the notebook's PNG contract regardless)
+            data = figure_png(fig)
+        settings = "; ".join(", ".join(f"{k} = {_fmt(v)}" for k, v in p.items()) for p in self.static_positions())
+        return {"image/png": base64.b64encode(data).decode("ascii"),
+                "text/plain": f"{self.title}, static picture at: {settings}"}
+
     def static_positions(self) -> list[dict[str, int]]:
         wanted = [0, 4, 16, 64]
         picks = dict.fromkeys(min(self.ranks, key=lambda r, w=w: abs(r - w)) for w in wanted)
