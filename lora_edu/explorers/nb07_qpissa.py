@@ -33,7 +33,7 @@ def default_ranks(d: int, k: int) -> list[int]:
 class QPissaExplorer(Explorer):
     """Slider over the rank r of the principal part kept out of the 4-bit quantization."""
 
-    figsize = (11.0, 3.5)
+    figsize = (10.0, 3.2)
     panel_size = (2.4, 2.5)
     summary_width = 3.8
 
@@ -94,7 +94,7 @@ class QPissaExplorer(Explorer):
                 label="control: Gaussian matrix, same size")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("r kept in the adapter (log2; r = 0 at 0.5)")
-        ax.set_ylabel("relative error ||W - W_hat||_F / ||W||_F (%)")
+        ax.set_ylabel("error ||W - W_hat||_F / ||W||_F (%)")
         ax.set_ylim(0, 105 * max(max(self.errors.values()), max(self.random_errors.values())))
 
     def draw(self, fig: Figure, r: int) -> dict[str, AxesImage]:
