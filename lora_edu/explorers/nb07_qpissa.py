@@ -116,6 +116,20 @@ class QPissaExplorer(Explorer):
         fig.tight_layout()
         return {"map": im}
 
+    def laid_out(self, picture) -> None:
+        """Store the live picture's base PNG on an adaptive palette (the same to the eye, ~3x smaller
+        in a saved notebook's widget state)."""
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(picture.png)) as image:
+            rgba = image.convert("RGBA")
+        rgb = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+        buf = io.BytesIO()
+        rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, "PNG", optimize=True)
+        picture.png = buf.getvalue()
+
     def update(self, r: int) -> Frame:
         d, k = self.shape
         readout = (f"<b>r = {r}</b> &nbsp;|&nbsp; the top {r} singular values hold {100 * self.energy[r]:.1f} % of "
