@@ -346,7 +346,7 @@ def amplification_factor(delta_W: torch.Tensor, W: torch.Tensor, r: int) -> floa
 
     The LoRA paper's section 7.3 measure: the denominator is how strongly the pretrained ``W``
     already acts in the directions the update uses. A large factor means the update amplifies
-    directions that ``W`` barely used. Both matrices are (d x k), in the same layout.
+    directions that ``W`` has but does not emphasise. Both matrices are (d x k), in the same layout.
     """
     if delta_W.shape != W.shape or delta_W.ndim != 2:
         raise ValueError(f"delta_W and W must be matrices of one shape, got {tuple(delta_W.shape)} "

@@ -124,3 +124,23 @@ def voila_app(tmp_path_factory):
                       log=root / "voila.log", env=env)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def voila_presenter(tmp_path_factory):
+    """The presenter mode (``make presenter``): one explorer per screen, voila serving the folder."""
+    from lora_edu.tools.app import voila_command, write_offline_template, write_presenter
+
+    root = tmp_path_factory.mktemp("presenter")
+    screens = write_presenter(root / "presenter")
+    data_dir = root / "share"
+    write_offline_template(data_dir)
+    env = B.server_env(root)
+    env["JUPYTER_PATH"] = str(data_dir)
+    port = B.free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = B.Server(voila_command(screens[0].parent, port), url, f"{url}voila/static/voila.js", cwd=root,
+                      log=root / "voila.log", env=env)
+    server.screens = [p.name for p in screens]
+    yield server
+    server.stop()

@@ -62,3 +62,20 @@ def test_fast_sections_build_explorers():
         app.rank_section(size=4)
     with pytest.raises(ValueError, match="nonlinear_rs"):
         app.autoencoder_section(rs=(1, 2), nonlinear_rs=(4,))
+
+
+def test_presenter_screens_one_explorer_each_linked_in_order(tmp_path):
+    screens = app.write_presenter(tmp_path / "presenter")
+    secs = app.sections()
+    assert [p.name for p in screens] == [app.presenter_name(k, b) for k, (_, _, b) in enumerate(secs, 1)]
+    for k, (path, (heading, _, builder)) in enumerate(zip(screens, secs, strict=True)):
+        nb = nbformat.read(str(path), as_version=4)
+        assert nb.cells[0].source.startswith(f"# {heading}") and f"{k + 1} / {len(secs)}" in nb.cells[0].source
+        code = nb.cells[1].source
+        assert f"app.{builder}().show(static=False)" in code
+        nxt = repr(screens[k + 1].name) if k + 1 < len(screens) else "null"
+        assert f"next={nxt!r}" in code
+    head = app.presenter_head(next="'b.ipynb'", prev="null")
+    assert "<style>" in head and "PageDown" in head and "'b.ipynb'" in head and "font-size: 60px" in head
+    app.write_presenter(tmp_path / "presenter")   # rewritten, not added to
+    assert len(list((tmp_path / "presenter").glob("*.ipynb"))) == len(secs)

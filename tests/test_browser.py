@@ -172,3 +172,28 @@ def test_nbconvert_html_shows_the_static_picture_offline(page, tmp_path):
     img = page.locator(f'img[src^="data:image/png;base64,{png[:60]}"]')
     assert img.count() == 1 and img.is_visible()
     assert img.evaluate("el => el.naturalWidth") > 800 and img.bounding_box()["height"] > 100
+
+
+def test_presenter_mode_one_explorer_per_screen_with_the_keyboard(page, voila_presenter):
+    """make presenter: large type, the slider focused on load, arrow keys move it and the large value
+    changes, PageDown goes to the next explorer, nothing leaves localhost."""
+    first, second = voila_presenter.screens[:2]
+    page.goto(f"{voila_presenter.url}voila/render/{first}", wait_until="domcontentloaded", timeout=600_000)
+    page.wait_for_function("document.querySelectorAll('.lora-edu-explorer').length === 1", timeout=240_000)
+    big = page.locator(".lora-edu-readout b").first
+    assert float(big.evaluate("el => parseFloat(getComputedStyle(el).fontSize)")) >= 48, "the value must be large"
+    page.wait_for_function("document.activeElement && document.activeElement.classList.contains('noUi-handle')",
+                           timeout=30_000)   # the slider has the focus: the arrow keys work at once
+    value = "document.querySelector('.lora-edu-readout b').innerText"
+    before = page.evaluate(value)
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"before => {value} !== before", arg=before, timeout=30_000)
+    assert page.evaluate(value) != before
+    page.keyboard.press("PageDown")
+    page.wait_for_url(f"**/voila/render/{second}", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.lora-edu-explorer').length === 1", timeout=240_000)
+    assert "2 / " in page.locator("body").inner_text()
+    page.keyboard.press("PageUp")
+    page.wait_for_url(f"**/voila/render/{first}", timeout=30_000)
+    assert page.external_requests == [], "the presenter mode must work with no internet"

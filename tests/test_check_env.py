@@ -1,3 +1,7 @@
+import importlib.util
+
+import pytest
+
 from lora_edu import hub
 from lora_edu.tools import check_env
 
@@ -67,16 +71,22 @@ def test_ensure_offline_sets_the_variable(monkeypatch):
 
 def test_missing_classroom_tools_are_info_with_a_hint(monkeypatch, tmp_path):
     import importlib.util
-    import shutil
-
-    from lora_edu.tools import slides
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("voila", "playwright") else real(name, *a))
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setattr(slides, "VENDOR", tmp_path)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in (
+        "voila", "playwright", "jupyter_server_mathjax") else real(name, *a))
     monkeypatch.setattr(check_env, "CHROMIUM", tmp_path / "no-chromium")
     app, slide, browser = check_env.check_classroom()
     assert [c.status for c in (app, slide, browser)] == ["INFO"] * 3
-    assert "classroom" in app.detail and "npm" in slide.detail and "apt-get install" in browser.detail
+    assert "classroom" in app.detail and "classroom" in slide.detail and "apt-get install" in browser.detail
+
+
+def test_the_shipped_reveal_js_is_checked(monkeypatch):
+    from lora_edu.tools import slides
+
+    if importlib.util.find_spec("jupyter_server_mathjax") is None:
+        pytest.skip("jupyter-server-mathjax not installed")
+    assert check_env.check_classroom()[1].status == "OK"
+    monkeypatch.setattr(slides, "verify_reveal", lambda: ["dist/reveal.js: missing"])
+    slide = check_env.check_classroom()[1]
+    assert slide.status == "FAIL" and "reinstall" in slide.detail

@@ -7,11 +7,6 @@ test can reuse them.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -225,66 +220,3 @@ def test_every_exercise_says_no_answer_yet_for_none(capsys):
 def test_problem_data_cannot_be_replaced():
     with pytest.raises(TypeError):
         nb01.factored_params.data["d"] = 768               # the problem is read-only
-
-
-# --- worked solutions: generic, for any notebook -------------------------------------------------------
-
-DETAILS = re.compile(r"<details>\s*<summary>\s*Worked solution\s*</summary>(.*?)</details>", re.S | re.I)
-PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
-
-
-def worked_solutions(notebook: Path) -> list[tuple[int, str]]:
-    """``(cell index, code)`` for every worked-solution block of ``notebook``.
-
-    A worked solution is a markdown cell holding ``<details><summary>Worked solution</summary>``
-    with exactly one python code block; anything else there is an authoring error.
-    """
-    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
-    found = []
-    for i, cell in enumerate(cells):
-        if cell["cell_type"] != "markdown":
-            continue
-        text = "".join(cell["source"])
-        for block in DETAILS.findall(text):
-            code = PY_BLOCK.findall(block)
-            assert len(code) == 1, f"{Path(notebook).name} cell {i}: a worked solution needs exactly one python block"
-            found.append((i, code[0]))
-    return found
-
-
-def run_worked_solution(code: str, cwd: Path) -> str:
-    """Run one worked solution in a fresh namespace (in ``cwd``, like the notebook); return stdout."""
-    out = io.StringIO()
-    old = Path.cwd()
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, "<worked solution>", "exec"), {"__name__": "__worked_solution__"})
-    finally:
-        os.chdir(old)
-    return out.getvalue()
-
-
-def check_worked_solutions(notebook: Path, expected: int | None = None) -> None:
-    """Every worked solution of ``notebook`` runs, ends with ``.check(answer)`` and prints RIGHT."""
-    solutions = worked_solutions(notebook)
-    assert solutions, f"{Path(notebook).name} has no worked solutions"
-    if expected is not None:
-        assert len(solutions) == expected, f"{Path(notebook).name}: {len(solutions)} worked solutions"
-    for i, code in solutions:
-        last = [line for line in code.strip().splitlines() if line.strip()][-1]
-        assert re.search(r"\.check\(answer\)\s*$", last), f"cell {i}: the solution must end with .check(answer)"
-        printed = run_worked_solution(code, Path(notebook).parent)
-        verdicts = re.findall(r"^(RIGHT|NOT YET):", printed, re.M)
-        assert verdicts and verdicts[-1] == "RIGHT", f"cell {i}: the worked solution printed\n{printed}"
-
-
-def test_every_exercise_of_notebook_01_has_a_tested_worked_solution():
-    check_worked_solutions(NOTEBOOK, expected=len(nb01.__all__))
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    cells = nb["cells"]
-    for name in nb01.__all__:                     # each answer cell is followed by its solution
-        i = next(j for j, c in enumerate(cells) if c["cell_type"] == "code"
-                 and f"nb01.{name}.check(answer)" in "".join(c["source"]))
-        assert "answer = None" in "".join(cells[i]["source"]), f"{name}: the answer cell must start at None"
-        assert DETAILS.search("".join(cells[i + 1]["source"])), f"{name}: no worked solution right after it"

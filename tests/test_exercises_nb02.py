@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from lora_edu import svd as S
 from lora_edu.exercises import Exercise, nb02
@@ -212,49 +209,3 @@ def test_denoise_rank():
     wrong(ex, -1, "between 0 and")
     wrong(ex, 11.0, "pass the int 11")
     wrong(ex, ex.data["noisy"], "int")
-
-
-# --- the notebook: answer cells and hidden worked solutions ------------------------------------------
-
-
-def _cells(kind: str) -> list[str]:
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == kind]
-
-
-def worked_solutions() -> list[str]:
-    """The python block of every ``<details><summary>Worked solution</summary>`` markdown cell."""
-    blocks = []
-    for md in _cells("markdown"):
-        if "<summary>Worked solution</summary>" not in md:
-            continue
-        code = re.findall(r"```python\n(.*?)```", md, flags=re.S)
-        assert len(code) == 1, f"a worked solution needs exactly one python block:\n{md[:200]}"
-        blocks.append(code[0])
-    return blocks
-
-
-def test_every_exercise_has_an_answer_cell_and_a_worked_solution():
-    answer_cells = [c for c in _cells("code") if "answer = None" in c]
-    assert len(answer_cells) == len(EXERCISES) == len(worked_solutions())
-    for ex, cell, solution in zip(EXERCISES, answer_cells, worked_solutions(), strict=True):
-        name = next(k for k, v in vars(nb02).items() if v is ex)
-        assert f"nb02.{name}.check(answer)" in cell
-        assert solution.rstrip().splitlines()[-1] == f"nb02.{name}.check(answer)"
-
-
-def test_answer_cells_run_as_given():
-    namespace: dict = {}
-    exec("from lora_edu.exercises import nb02", namespace)
-    for cell in (c for c in _cells("code") if "answer = None" in c):
-        with contextlib.redirect_stdout(io.StringIO()) as out:
-            exec(compile(cell, "answer-cell", "exec"), namespace)
-        assert "NOT YET: no answer yet" in out.getvalue()
-
-
-@pytest.mark.parametrize("index", range(len(EXERCISES)))
-def test_worked_solution_prints_right(index):
-    block = worked_solutions()[index]
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        exec(compile(block, f"worked-solution-{index + 1}", "exec"), {})   # self-contained: a fresh namespace
-    assert out.getvalue().startswith("RIGHT"), out.getvalue()

@@ -3,8 +3,6 @@ the notebook's hidden worked solutions run and print RIGHT."""
 
 import contextlib
 import io
-import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -231,40 +229,3 @@ def test_uncentred_anchor():
     for words, wrong in cases.items():
         fb = verdict(ex, wrong)
         assert not fb and words in fb.message, (words, fb)
-
-
-# --- the worked solutions in the notebook ------------------------------------------------------------
-
-DETAILS = re.compile(r"<details>\s*<summary>\s*Worked solution\s*</summary>(.*?)</details>", re.S | re.I)
-PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
-
-
-def worked_solutions(path: Path) -> list[str]:
-    """The python block of every `<details><summary>Worked solution</summary>` markdown cell."""
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    blocks = []
-    for cell in cells:
-        if cell["cell_type"] != "markdown":
-            continue
-        for body in DETAILS.findall("".join(cell["source"])):
-            code = PYTHON_BLOCK.findall(body)
-            assert len(code) == 1, f"a worked solution needs exactly one python block, found {len(code)}"
-            blocks.append(code[0])
-    return blocks
-
-
-def test_every_exercise_has_a_worked_solution():
-    blocks = worked_solutions(NOTEBOOK)
-    for ex in ALL:
-        name = next(n for n in nb03.__all__ if getattr(nb03, n) is ex)
-        assert sum(f"nb03.{name}.check(" in b for b in blocks) == 1, f"no worked solution checks nb03.{name}"
-
-
-@pytest.mark.parametrize("i", range(len(ALL)))
-def test_worked_solution_runs_and_is_right(i):
-    block = worked_solutions(NOTEBOOK)[i]
-    assert block.rstrip().splitlines()[-1].endswith(".check(answer)")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(block, f"worked-solution-{i + 1}", "exec"), {"__name__": "__worked__"})
-    assert out.getvalue().rstrip().splitlines()[-1].startswith("RIGHT"), out.getvalue()[-500:]

@@ -70,22 +70,44 @@ def test_merge_refuses_nan():
     assert torch.equal(layer.base.weight, w0) and not layer.merged
 
 
-def test_dropout_only_on_lora_path():
+def test_dropout_acts_on_the_lora_path_only_and_is_off_in_eval():
     torch.manual_seed(0)
     layer = L.LoRALinear(nn.Linear(40, 4), r=2, alpha=2, dropout=0.5)
     with torch.no_grad():
-        layer.lora_B.normal_()  # non-zero, so the LoRA path contributes and dropout can show
+        layer.lora_B.normal_()  # B != 0: with B = 0 the LoRA path is zero and dropout could not show
     x = torch.randn(3, 40)
+    lora_path = lambda inp: inp @ layer.lora_A.T @ layer.lora_B.T * layer.scaling  # noqa: E731
     layer.train()
     torch.manual_seed(1)
     y_train = layer(x)
     torch.manual_seed(1)
-    mask = nn.functional.dropout(torch.ones_like(x), 0.5)  # the same draw the layer made
-    expected = layer.base(x) + (x * mask) @ layer.lora_A.T @ layer.lora_B.T * layer.scaling
-    assert torch.allclose(y_train, expected, atol=1e-6)
-    assert not torch.allclose(y_train, layer.eval()(x), atol=1e-3)  # dropout did reach the LoRA path
-    unmasked = layer.base(x) + (x @ layer.lora_A.T @ layer.lora_B.T) * layer.scaling
-    assert torch.allclose(layer(x), unmasked, atol=1e-6)  # eval: no dropout
+    mask = nn.functional.dropout(torch.ones_like(x), 0.5)  # the same draw the layer made: 0 or 2
+    assert (mask == 0).any() and (mask == 2).any()
+    # the frozen path sees the clean x, the LoRA path the dropped-out x (inverted dropout, scaled by 2)
+    assert torch.allclose(y_train, layer.base(x) + lora_path(x * mask), atol=1e-6)
+    assert not torch.allclose(y_train, layer.base(x) + lora_path(x), atol=1e-3)  # dropout changed the output
+    assert not torch.allclose(layer(x), y_train, atol=1e-3)                        # a new mask every call
+
+    # backward: A's gradient has zero columns exactly where the single input row was dropped
+    layer.zero_grad()
+    torch.manual_seed(2)
+    layer(x[:1]).sum().backward()
+    torch.manual_seed(2)
+    dropped = nn.functional.dropout(torch.ones(1, 40), 0.5)[0] == 0
+    assert dropped.any() and (~dropped).any()
+    assert torch.all(layer.lora_A.grad[:, dropped] == 0) and torch.all(layer.lora_A.grad[:, ~dropped] != 0)
+    assert layer.base.weight.grad is None  # the base is frozen
+
+    # inverted dropout keeps the mean: averaged over many masks, train mode gives the eval output
+    torch.manual_seed(3)
+    with torch.no_grad():
+        mean_train = torch.stack([layer(x) for _ in range(4000)]).mean(0)
+    layer.eval()
+    y_eval = layer(x)
+    assert torch.equal(y_eval, layer(x))                                       # eval: deterministic ...
+    assert torch.allclose(y_eval, layer.base(x) + lora_path(x), atol=1e-6)    # ... and no dropout
+    assert torch.allclose(mean_train, y_eval, atol=0.05 * lora_path(x).abs().max().item())
+    assert isinstance(L.LoRALinear(nn.Linear(4, 4), r=2, alpha=2).lora_dropout, nn.Identity)
 
 
 def test_base_shape_accepts_linear_like_modules_and_names_the_argument():
@@ -326,3 +348,33 @@ def test_amplification_factor():
     assert L.amplification_factor(2.0 * torch.outer(e[0], e[0]), W, 1) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="one shape"):
         L.amplification_factor(torch.zeros(3, 2), W, 1)
+
+
+def test_under_adam_scaling_by_c_is_learning_rate_and_init_by_sqrt_c():
+    """Notebook 04, section 7: (c s) B A = s (sqrt(c) B)(sqrt(c) A) and Adam ignores gradient scale, so
+    training with scaling c s at lr eta equals scaling s at lr sqrt(c) eta with A's start x sqrt(c)."""
+    torch.manual_seed(0)
+    base, x, y = nn.Linear(12, 6), torch.randn(32, 12), torch.randn(32, 6)
+
+    def losses(alpha, lr, a_scale, use_rslora=False, r=4):
+        torch.manual_seed(1)
+        layer = L.LoRALinear(copy.deepcopy(base), r=r, alpha=alpha, use_rslora=use_rslora)
+        with torch.no_grad():
+            layer.lora_A.mul_(a_scale)
+        opt = torch.optim.Adam([layer.lora_A, layer.lora_B], lr=lr)
+        out = []
+        for _ in range(30):
+            loss = ((layer(x) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            out.append(loss.item())
+        return torch.tensor(out)
+
+    c = 9.0
+    big = losses(alpha=8 * c, lr=1e-2, a_scale=1.0)
+    twin = losses(alpha=8, lr=3 * 1e-2, a_scale=3.0)
+    assert torch.allclose(big, twin, rtol=1e-4)
+    assert not torch.allclose(big, losses(alpha=8, lr=3 * 1e-2, a_scale=1.0), rtol=1e-2)  # lr alone: no
+    # rsLoRA at r = 4 (s = alpha / 2) is standard LoRA with alpha x 2 (s = alpha / 4): same s, same run
+    assert torch.equal(losses(alpha=8, lr=1e-2, a_scale=1.0, use_rslora=True), losses(alpha=16, lr=1e-2, a_scale=1.0))

@@ -82,3 +82,24 @@ def test_train_classifier_errors(task):
         train_classifier(frozen, task.source_train, epochs=1, lr=1e-3)
     with pytest.raises(ValueError, match="epochs must be in"):
         train_classifier(DigitsMLP(hidden=8), task.source_train, epochs=0, lr=1e-3)
+
+
+def test_train_classifier_trains_on_one_thread_and_restores_the_count(task):
+    seen = []
+
+    class Spy(DigitsMLP):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return super().forward(x)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_classifier(Spy(hidden=8), task.source_train, epochs=1, lr=1e-3, batch_size=None)
+        assert seen == [1] and torch.get_num_threads() == 2      # one thread inside, the caller's after
+        train_classifier(Spy(hidden=8), task.source_train, epochs=1, lr=1e-3, batch_size=None, threads=None)
+        assert seen[-1] == 2                                      # None: the caller's setting
+        with pytest.raises(ValueError, match="threads must be in"):
+            train_classifier(Spy(hidden=8), task.source_train, epochs=1, lr=1e-3, threads=0)
+    finally:
+        torch.set_num_threads(before)

@@ -10,7 +10,7 @@ Each exercise holds its problem; the learner passes only the answer::
 * 04.1 :data:`gpt2_medium_params` - trainable parameters of LoRA on GPT-2 medium's fused ``c_attn``;
 * 04.2 :data:`merge_conv1d` - the merged weight of a GPT-2 ``Conv1D`` layer (stored (in, out));
 * 04.3 :data:`gradients_at_init` - dL/dA and dL/dB of a LoRA layer at B = 0;
-* 04.4 :data:`rslora_alpha` - the ``lora_alpha`` that keeps the scaling when switching to rsLoRA;
+* 04.4 :data:`rslora_alpha` - the rsLoRA ``lora_alpha`` that trains exactly like standard LoRA at a rank;
 * 04.5 :data:`extract_lora` - the best rank-r factors B, A of a given update (Eckart-Young).
 """
 
@@ -188,37 +188,48 @@ gradients_at_init = Exercise(
 )
 
 
-# --- 04.4: rsLoRA's alpha for an unchanged scaling ----------------------------------------------
+# --- 04.4: the rsLoRA alpha that trains exactly like standard LoRA ---------------------------------
 
 
 def _check_rslora_alpha(answer, r_old, alpha_old, r_new):
     val = as_number(answer)
     if val is None:
         return False, f"give a number (lora_alpha), got {answer!r}"
-    s = alpha_old / r_old
-    right = s * math.sqrt(r_new)
+    s = alpha_old / r_new  # the paper's rule at the new rank: lora_alpha stays alpha_old, s = alpha / r
+    right = s * math.sqrt(r_new)  # rsLoRA: s = lora_alpha / sqrt(r_new)
     if math.isclose(val, right, rel_tol=5e-3):
-        return True, (f"the old scaling is {alpha_old:g} / {r_old} = {s:g}; rsLoRA divides by sqrt({r_new}), "
-                      f"so lora_alpha = {s:g} x sqrt({r_new}) = {right:.3f}")
+        return True, (f"standard LoRA at r = {r_new} with lora_alpha = {alpha_old:g} has s = {alpha_old:g} / {r_new} = "
+                      f"{s:g}; rsLoRA divides by sqrt({r_new}), so lora_alpha = {s:g} x sqrt({r_new}) = {right:.3f}. "
+                      "Same s, same run: at one rank use_rslora is just another way of writing lora_alpha")
+    s_old = alpha_old / r_old
     known = [
-        (alpha_old, f"keeping lora_alpha = {alpha_old:g} gives {alpha_old:g} / sqrt({r_new}) = "
-                    f"{alpha_old / math.sqrt(r_new):.3f}, not {s:g}"),
-        (s * r_new, f"that keeps alpha / r = {s:g} for standard LoRA; with use_rslora=True the scaling is "
-                    f"alpha / sqrt(r) = {s * r_new / math.sqrt(r_new):.3f}"),
-        (s, f"{s:g} is the scaling itself; lora_alpha is what gets divided by sqrt(r)"),
-        (alpha_old / math.sqrt(r_old) * math.sqrt(r_new), f"that assumes the old adapter was rsLoRA too; it used "
-         f"standard scaling, {alpha_old:g} / {r_old} = {s:g}"),
+        (alpha_old, f"keeping lora_alpha = {alpha_old:g} gives rsLoRA s = {alpha_old:g} / sqrt({r_new}) = "
+                    f"{alpha_old / math.sqrt(r_new):.3f}, {math.sqrt(r_new):.2f}x the {s:g} of standard LoRA: rsLoRA's "
+                    "larger step, not the tuned one"),
+        (s_old * math.sqrt(r_new), f"that keeps the old s = {s_old:g} from r = {r_old}; but the fixed-alpha rule has "
+                                   f"s = {s:g} at r = {r_new}, and under Adam the same s at {r_new / r_old:g}x the "
+                                   f"rank makes the first step {r_new / r_old:g}x larger (the drop grows like s r, "
+                                   "section 7)"),
+        (s_old * r_new, f"that is the standard-LoRA lora_alpha that keeps s = {s_old:g}; the question is about rsLoRA "
+                        f"(s = lora_alpha / sqrt(r)) and the fixed-alpha rule (s = {s:g} at r = {r_new})"),
+        (s, f"{s:g} is the scaling s itself; lora_alpha is what rsLoRA divides by sqrt({r_new})"),
+        (alpha_old / math.sqrt(r_old) * math.sqrt(r_new), "that assumes the old adapter was rsLoRA too; it used "
+         "standard scaling alpha / r"),
     ]
     for value, why in known:
         if math.isclose(val, value, rel_tol=5e-3):
             return False, why
-    return False, f"{val:g} / sqrt({r_new}) = {val / math.sqrt(r_new):.3f}, but the old scaling was {s:g}"
+    return False, (f"with use_rslora=True, lora_alpha = {val:g} gives s = {val:g} / sqrt({r_new}) = "
+                   f"{val / math.sqrt(r_new):.4f}, but standard LoRA at r = {r_new} with lora_alpha = {alpha_old:g} "
+                   f"has s = {s:g}")
 
 
 rslora_alpha = Exercise(
     key="04.4",
-    statement=("An adapter was tuned with standard LoRA at r_old, lora_alpha = alpha_old. You retrain at r_new "
-               "with use_rslora=True and want the same scaling factor s as before. Which lora_alpha?"),
+    statement=("You tuned the learning rate for standard LoRA (s = lora_alpha / r) with lora_alpha = alpha_old at "
+               "r_old, and follow the paper: lora_alpha stays fixed when r changes. Now you train at r_new with "
+               "use_rslora=True (s = lora_alpha / sqrt(r)). Which lora_alpha makes this run identical to standard "
+               "LoRA at r_new with lora_alpha = alpha_old?"),
     checker=_check_rslora_alpha,
     data=dict(r_old=8, alpha_old=16, r_new=32),
     answer_format="a number (3 decimals are enough)",

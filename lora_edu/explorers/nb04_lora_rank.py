@@ -6,6 +6,8 @@ next to the full fine-tune's for reference, and held-out accuracy vs r with r ma
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -13,7 +15,7 @@ from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 
 from lora_edu.explorers.framework import Control, Explorer, Frame, Line, dot, vline
-from lora_edu.plotting import OKABE_ITO
+from lora_edu.plotting import OKABE_ITO, compact_figure_bytes, figure_png
 
 LORA, FULL, MARK = OKABE_ITO[2], OKABE_ITO[0], OKABE_ITO[4]
 FLOOR = 1e-7  # bottom of the log axis: singular values below it are numerically zero here
@@ -82,7 +84,7 @@ class LoraRankExplorer(Explorer):
         self.ax_s.legend(handles=[*self.ax_s.get_lines(),
                                   Line2D([], [], color=LORA, marker="o", markersize=3, label="LoRA delta W"),
                                   Line2D([], [], color=MARK, linestyle="--", marker="", label="rank r")],
-                         fontsize=7, loc="lower left")
+                         fontsize=7, loc="upper right")
         self._accuracy_axes(self.ax_a)
         current = Line2D([], [], color=MARK, marker="o", markersize=8, linestyle="", label="current r")
         self.ax_a.legend(handles=[*self.ax_a.get_lines(), current], fontsize=7, loc="lower right")
@@ -114,9 +116,20 @@ class LoraRankExplorer(Explorer):
         ax.set_title(f"r = {r}: {self.nonzero(r)} non-negligible sigma\naccuracy "
                      f"{100 * self.results[r]['accuracy']:.1f} %", fontsize=9)
         if ax.get_subplotspec().is_first_col():
-            ax.legend(fontsize=7, loc="lower left")
+            ax.legend(fontsize=7, loc="upper right")
         else:
             ax.set_ylabel("")
+
+    def static_bundle(self) -> dict[str, str]:
+        """The static picture as a 128-colour PNG (:func:`compact_figure_bytes`): the same picture in
+        about a third of the bytes of an RGBA PNG, which keeps the executed notebook small."""
+        fig = self.static_figure()
+        kind, data = compact_figure_bytes(fig, colors=128)
+        if kind != "image/png":  # a plot never prefers JPEG, but the bundle must hold a PNG
+            data = figure_png(fig)
+        settings = "; ".join(f"r = {p['r']}" for p in self.static_positions())
+        return {"image/png": base64.b64encode(data).decode("ascii"),
+                "text/plain": f"{self.title}, static picture at: {settings}"}
 
     def summary(self, ax: Axes, positions: list[dict[str, int]]) -> None:
         self._accuracy_axes(ax)

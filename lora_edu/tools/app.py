@@ -7,6 +7,11 @@ code, so what a teacher projects is sliders, pictures and numbers. Everything is
 from data that ships with matplotlib and scikit-learn, so the page works with no internet.
 
 Startup trains a few small models (about 25 s on 2 cores); after that a slider move only redraws.
+
+``make presenter`` (``python -m lora_edu.tools.app --presenter``) is the same explorers one per
+screen, for projecting: large type, the current value large on screen, the first slider focused so
+the arrow keys move it at once, and ``PageDown``/``PageUp`` (or ``n``/``p``) for the next and
+previous explorer. Each screen is its own small notebook, so it starts in a few seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +33,43 @@ if TYPE_CHECKING:
     from lora_edu.explorers import Explorer
 
 DEFAULT_NOTEBOOK = Path("build") / "app" / "lora_edu_classroom.ipynb"
+DEFAULT_PRESENTER = Path("build") / "app" / "presenter"
+
+#: Presenter screens: type a room can read, the readout's numbers (its <b> parts) very large.
+PRESENTER_CSS = """
+body, .jp-RenderedHTMLCommon, .widget-label { font-size: 26px !important; }
+.jp-RenderedHTMLCommon h1 { font-size: 44px !important; }
+.lora-edu-presenter-nav { font-size: 20px; color: #555; }
+.lora-edu-explorer .widget-label, .lora-edu-explorer .widget-readout { font-size: 28px !important; }
+.lora-edu-explorer .widget-readout { min-width: 4em; }
+.lora-edu-readout { font-size: 30px !important; line-height: 1.4; }
+.lora-edu-readout b { font-size: 60px; color: #1f4e9c; }
+.lora-edu-explorer .noUi-handle:focus { outline: 4px solid #1f4e9c; }
+.lora-edu-picture { zoom: 1.4; }
+"""
+
+#: Presenter keys: PageDown / n next screen, PageUp / p previous; the first slider takes the focus.
+PRESENTER_JS = """
+(function () {
+  const nav = {next: %(next)s, prev: %(prev)s};
+  if (!window.loraEduPresenterKeys) {
+    window.loraEduPresenterKeys = true;
+    document.addEventListener('keydown', (e) => {
+      if (e.altKey || e.ctrlKey || e.metaKey) return;
+      const typing = e.target && /^(INPUT|TEXTAREA)$/.test(e.target.tagName);
+      let to = null;
+      if (e.key === 'PageDown' || (!typing && e.key === 'n')) to = nav.next;
+      if (e.key === 'PageUp' || (!typing && e.key === 'p')) to = nav.prev;
+      if (to) { e.preventDefault(); window.location.href = to; }
+    });
+  }
+  const focus = () => {
+    const handle = document.querySelector('.lora-edu-explorer .noUi-handle');
+    if (handle) { handle.focus(); } else { setTimeout(focus, 200); }
+  };
+  focus();
+})();
+"""
 
 
 def sections() -> list[tuple[str, str, str]]:
@@ -128,6 +170,50 @@ def app_notebook() -> nbformat.NotebookNode:
     return nb
 
 
+def presenter_head(next: str, prev: str) -> str:
+    """The style sheet and key handling of a presenter screen (``next``/``prev``: JS values)."""
+    return f"<style>{PRESENTER_CSS}</style><script>{PRESENTER_JS % {'next': next, 'prev': prev}}</script>"
+
+
+def presenter_name(k: int, builder: str) -> str:
+    """The file name of presenter screen ``k`` (1-based) for ``builder``."""
+    return f"{k:02d}_{builder.removesuffix('_section')}.ipynb"
+
+
+def presenter_notebooks() -> list[tuple[str, nbformat.NotebookNode]]:
+    """``(file name, notebook)`` per presenter screen: one explorer each, in the app's order."""
+    secs = sections()
+    names = [presenter_name(k, builder) for k, (_, _, builder) in enumerate(secs, 1)]
+    out = []
+    for k, (heading, lesson, builder) in enumerate(secs):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        prev = repr(names[k - 1]) if k > 0 else "null"
+        nxt = repr(names[k + 1]) if k + 1 < len(names) else "null"
+        nb.cells.append(nbformat.v4.new_markdown_cell(
+            f"# {heading}\n\n{lesson}\n\n<span class=\"lora-edu-presenter-nav\">{k + 1} / {len(names)} "
+            "&nbsp; arrow keys: the slider &nbsp; PageDown / n: next &nbsp; PageUp / p: previous</span>"))
+        nb.cells.append(nbformat.v4.new_code_cell(
+            "from IPython.display import HTML, display\n\nfrom lora_edu.tools import app\n\n"
+            f"display(HTML(app.presenter_head(next={nxt!r}, prev={prev!r})))\n"
+            f"app.{builder}().show(static=False)"))
+        out.append((names[k], nb))
+    return out
+
+
+def write_presenter(folder: str | Path = DEFAULT_PRESENTER) -> list[Path]:
+    """Write :func:`presenter_notebooks` into ``folder`` (generated files, rewritten every run)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.ipynb"):
+        old.unlink()
+    written = []
+    for name, nb in presenter_notebooks():
+        nbformat.write(nb, str(folder / name))
+        written.append(folder / name)
+    return written
+
+
 def write_app_notebook(path: str | Path = DEFAULT_NOTEBOOK, *, overwrite: bool = True) -> Path:
     """Write :func:`app_notebook` to ``path`` (a generated file: it is rewritten on every run).
 
@@ -193,16 +279,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="where to write the app notebook")
     parser.add_argument("--write-only", action="store_true", help="write the notebook and exit")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    parser.add_argument("--presenter", action="store_true",
+                        help="one explorer per screen in large type, for projecting (PageDown/PageUp move)")
     args = parser.parse_args(argv)
-    path = write_app_notebook(args.notebook)
-    print(f"wrote {path} ({len(sections())} explorers)")
+    if args.presenter:
+        screens = write_presenter(Path(args.notebook).parent / "presenter")
+        print(f"wrote {len(screens)} presenter screens in {screens[0].parent}")
+        path = screens[0]
+        target = screens[0].parent
+    else:
+        path = target = write_app_notebook(args.notebook)
+        print(f"wrote {path} ({len(sections())} explorers)")
     if args.write_only:
         return 0
-    data_dir = path.parent / "share"
+    data_dir = Path(args.notebook).parent / "share"
     write_offline_template(data_dir)
     env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(filter(None, [str(data_dir), os.environ.get("JUPYTER_PATH")])))
-    print(f"serving at http://127.0.0.1:{args.port}/  (first load trains small models, about 20 s)")
-    return subprocess.call(voila_command(path, args.port, open_browser=not args.no_browser), env=env)
+    if args.presenter:
+        url = f"http://127.0.0.1:{args.port}/voila/render/{path.name}"
+        print(f"presenter mode at {url}  (each screen starts in a few seconds; PageDown: next explorer)")
+    else:
+        print(f"serving at http://127.0.0.1:{args.port}/  (first load trains small models, about 20 s)")
+    return subprocess.call(voila_command(target, args.port, open_browser=not args.no_browser), env=env)
 
 
 if __name__ == "__main__":

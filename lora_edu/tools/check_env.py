@@ -94,24 +94,22 @@ def check_classroom() -> list[Check]:
     """The optional classroom tools: never a FAIL (the notebooks run without them), but say what is
     missing and how to get it."""
     import importlib.util
-    import shutil
 
-    from lora_edu.tools.slides import REVEAL_VERSION, VENDOR
+    from lora_edu.tools.slides import REVEAL_VERSION, reveal_dir, verify_reveal
 
     def have(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
 
     app = (Check("make app (voila)", "OK", md.version("voila")) if have("voila") else
            Check("make app (voila)", "INFO", "voila not installed: pip install -e '.[classroom]'"))
-    reveal_cached = (VENDOR / f"reveal.js-{REVEAL_VERSION}.tgz").exists()
+    damaged = verify_reveal()
     if not have("jupyter_server_mathjax"):
         slides = Check("make slides", "INFO", "jupyter-server-mathjax not installed: pip install -e '.[classroom]'")
-    elif reveal_cached or shutil.which("npm"):
-        slides = Check("make slides", "OK", f"reveal.js {REVEAL_VERSION} " + ("cached" if reveal_cached else
-                                                                          "will be fetched once with npm"))
+    elif not damaged:
+        slides = Check("make slides", "OK", f"reveal.js {REVEAL_VERSION} shipped in the package (offline)")
     else:
-        slides = Check("make slides", "INFO", f"needs reveal.js {REVEAL_VERSION} once: install npm, or put "
-                                              f"its tarball in {VENDOR}")
+        slides = Check("make slides", "FAIL", f"the reveal.js shipped in {reveal_dir()} is damaged "
+                                              f"({damaged[0]}): reinstall lora_edu")
     browser = (Check("browser tests", "OK", f"{CHROMIUM} and playwright") if CHROMIUM.exists() and have("playwright")
                else Check("browser tests", "INFO", "skipped here: apt-get install -y chromium chromium-driver; "
                                                    "pip install playwright (never `playwright install`)"))

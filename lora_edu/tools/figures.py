@@ -56,38 +56,6 @@ def fig_rank_grid() -> Figure:
     return rank_grid_figure(sample_image())
 
 
-@figure("svd_rotate_scale_rotate")
-def fig_svd_geometry() -> Figure:
-    """The unit circle under V^T (rotate), Sigma (scale), U (rotate) for a 2 x 2 matrix."""
-    A = np.array([[2.0, 1.0], [0.5, 1.5]])
-    U, s, Vt = np.linalg.svd(A)
-    t = np.linspace(0, 2 * np.pi, 200)
-    circle = np.stack([np.cos(t), np.sin(t)])
-    stages = [
-        ("x on the unit circle", np.eye(2)),
-        ("V^T x (rotate)", Vt),
-        ("Sigma V^T x (scale)", np.diag(s) @ Vt),
-        ("U Sigma V^T x = A x (rotate)", A),
-    ]
-    fig = new_figure((11, 3.0))
-    axes = fig.subplots(1, 4)
-    e1 = np.array([1.0, 0.0])
-    for ax, (title, M) in zip(axes, stages, strict=True):
-        pts = M @ circle
-        ax.plot(pts[0], pts[1], color=OKABE_ITO[2], marker="")
-        p = M @ e1
-        ax.annotate("", xy=p, xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=OKABE_ITO[4], lw=2))
-        ax.set_title(title, fontsize=9)
-        ax.set_aspect("equal")
-        ax.set_xlim(-2.6, 2.6)
-        ax.set_ylim(-2.6, 2.6)
-        ax.set_xlabel("x1")
-        ax.set_ylabel("x2")
-    fig.suptitle(f"SVD of A = [[2, 1], [0.5, 1.5]]: sigma = {s[0]:.3f}, {s[1]:.3f}  (arrow: image of e1)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 @figure("lora_factorisation")
 def fig_lora_factorisation() -> Figure:
     """W (d x k) next to B (d x r) @ A (r x k), drawn to scale, with the parameter counts."""
@@ -117,30 +85,6 @@ def fig_lora_factorisation() -> Figure:
     return fig
 
 
-@figure("spectra_structured_vs_random")
-def fig_spectra() -> Figure:
-    from lora_edu.data import sample_image
-
-    img = sample_image(size=512)
-    rng = np.random.default_rng(0)
-    noise = rng.standard_normal(img.shape)
-    shuffled = rng.permutation(img.ravel()).reshape(img.shape)
-    fig = new_figure((6.5, 4.0))
-    ax = fig.subplots()
-    for label, M in (("photo (512 x 512)", img), ("same pixels, shuffled", shuffled), ("Gaussian noise", noise)):
-        s = np.linalg.svd(M, compute_uv=False)
-        ax.plot(np.arange(1, len(s) + 1), s / s[0], label=label, markevery=40)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("index i (log scale)")
-    ax.set_ylabel("sigma_i / sigma_1 (log scale)")
-    ax.set_title("Structured data has fast-decaying singular values")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-# README badges, drawn here as plain SVG so that the README shows no remote image.
 BADGES: dict[str, tuple[str, str, str]] = {  # name: (left text, right text, right colour)
     "badge_binder": ("launch", "Binder", OKABE_ITO[4]),
     "badge_colab": ("open in", "Colab", OKABE_ITO[0]),
