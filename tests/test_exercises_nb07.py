@@ -1,24 +1,12 @@
 """Notebook 07's exercises: trivial and pitfall answers are never right, the feedback names the
-mistake, right answers pass; and every worked solution in the notebook runs and prints RIGHT."""
+mistake, right answers pass."""
 
 from __future__ import annotations
-
-import contextlib
-import io
-import json
-import os
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lora_edu.exercises import nb07
-
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "07_lora_variants.ipynb"
-DETAILS = re.compile(r"<details>\s*<summary>\s*Worked solution\s*</summary>(.*?)</details>", re.S | re.I)
-PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
 def verdict(exercise, answer, capsys):
@@ -112,51 +100,4 @@ def test_pissa_as_lora(capsys):
     assert not fb and "subtracted" in fb.message
 
 
-# --- the worked solutions in the notebook ---------------------------------------------------------------
-
-
-def worked_solutions(notebook: Path) -> list[tuple[int, str]]:
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    found = []
-    for i, cell in enumerate(cells):
-        if cell["cell_type"] != "markdown":
-            continue
-        for block in DETAILS.findall("".join(cell["source"])):
-            code = PY_BLOCK.findall(block)
-            assert len(code) == 1, f"cell {i}: a worked solution needs exactly one python block"
-            found.append((i, code[0]))
-    return found
-
-
-def run_worked_solution(code: str, cwd: Path) -> str:
-    out = io.StringIO()
-    old = Path.cwd()
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, "<worked solution>", "exec"), {"__name__": "__worked_solution__"})
-    finally:
-        os.chdir(old)
-    return out.getvalue()
-
-
-def test_every_exercise_has_a_worked_solution_that_prints_right():
-    solutions = worked_solutions(NOTEBOOK)
-    assert len(solutions) == len(nb07.__all__)
-    for i, code in solutions:
-        last = [line for line in code.strip().splitlines() if line.strip()][-1]
-        assert re.search(r"\.check\(answer\)\s*$", last), f"cell {i}: the solution must end with .check(answer)"
-        printed = run_worked_solution(code, NOTEBOOK.parent)
-        verdicts = re.findall(r"^(RIGHT|NOT YET):", printed, re.M)
-        assert verdicts and verdicts[-1] == "RIGHT", f"cell {i}: the worked solution printed\n{printed}"
-
-
-def test_answer_cells_run_as_given_and_the_notebook_has_an_open_task():
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    answer_cells = ["".join(c["source"]) for c in nb["cells"]
-                    if c["cell_type"] == "code" and "answer = None" in "".join(c["source"])]
-    assert len(answer_cells) == len(nb07.__all__)
-    printed = run_worked_solution("\n".join(answer_cells), NOTEBOOK.parent)
-    assert printed.count("NOT YET: no answer yet") == len(answer_cells)
-    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
-    assert "(open)" in markdown
+# The worked solutions and the answer cells: tests/test_worked_solutions.py (every notebook).
