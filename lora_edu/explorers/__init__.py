@@ -16,6 +16,7 @@ from lora_edu.explorers.nb02_rank import rank_explorer
 from lora_edu.explorers.nb03_autoencoder import autoencoder_explorer
 from lora_edu.explorers.nb04_lora_rank import lora_rank_explorer
 from lora_edu.explorers.nb05_quantization import quantization_explorer
+from lora_edu.explorers.nb07_qpissa import qpissa_explorer
 
 __all__ = [
     "Control",
@@ -24,6 +25,7 @@ __all__ = [
     "autoencoder_explorer",
     "lora_rank_explorer",
     "outer_product_explorer",
+    "qpissa_explorer",
     "quantization_explorer",
     "rank_explorer",
 ]

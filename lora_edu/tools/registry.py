@@ -93,6 +93,13 @@ NOTEBOOKS: tuple[Notebook, ...] = (
                             "One outlier ruins a per-tensor scale; small blocks confine the damage.")),
     Notebook("06_gpt2_peft_finetune.ipynb", "GPT-2 fine-tune with PEFT",
              ("lora_edu.gpt2", "lora_edu.corpus", "lora_edu.finetune", "lora_edu.lora")),
+    Notebook("07_lora_variants.ipynb", "LoRA variants: DoRA, PiSSA, rsLoRA, LoRA+, AdaLoRA",
+             ("lora_edu.variants", "lora_edu.lora", "lora_edu.tasks", "lora_edu.quant", "lora_edu.gpt2"),
+             explorers=("qpissa_explorer",),
+             from_scratch=("lora_edu.variants:output_norms", "lora_edu.variants:DoRALinear",
+                           "lora_edu.variants:magnitude_direction_change", "lora_edu.variants:check_initialisable",
+                           "lora_edu.variants:pissa_init", "lora_edu.variants:olora_init",
+                           "lora_edu.variants:loraplus_param_groups", "lora_edu.variants:concat_adapters")),
 )
 
 #: The classroom app opens with this notebook's section (the course's headline picture), then the
