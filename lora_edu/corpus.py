@@ -154,16 +154,16 @@ def _repeated_list(rng: random.Random) -> str:
 def _paragraph(rng: random.Random) -> str:
     """One unit of the corpus: a fact, a sentence, a list repeated, or a story with restatements."""
     u = rng.random()
-    if u < 0.08:
+    if u < 0.05:
         return rng.choice(FACTS)
     f = _facts(rng)
-    if u < 0.16:
+    if u < 0.1:
         return rng.choice(TEMPLATES).format(**f)
-    if u < 0.36:
+    if u < 0.25:
         return _repeated_list(rng)
     story = rng.choice(STORIES).format(**f)
     kinds = rng.sample(sorted(RESTATEMENTS), rng.randint(1, 4))
-    if u < 0.5:
+    if u < 0.4:
         follow = [PROSE_QUESTIONS[k].format(**f) for k in kinds]
     else:
         follow = [rng.choice(RESTATEMENTS[k]).format(**f) for k in kinds]
@@ -255,7 +255,8 @@ def counting_qa_task(n_train: int = 800, n_test: int = 200, seed: int = 0) -> di
     The answer is always a span of the story, so a model that learned the *format* answers
     held-out stories correctly: exact match on the test set is the task metric. Train and test
     stories are disjoint (no (name, number, noun, place) combination appears in both), each split
-    cycles through the questions and the word orders (200 test examples: 50 per question), and the
+    cycles through the questions and the word orders (200 test examples: 50 per question), the
+    training set is the same whatever ``n_test`` is, and the
     "Question: / Answer:" format never occurs in :func:`course_corpus`.
     """
     n_train = check_int(n_train, "n_train", 1)
@@ -270,13 +271,14 @@ def counting_qa_task(n_train: int = 800, n_test: int = 200, seed: int = 0) -> di
             keys.append(key)
     kinds = sorted(QUESTIONS)
 
-    def split(part: list[tuple]) -> list[TaskExample]:
+    def split(part: list[tuple], shuffle_seed: int) -> list[TaskExample]:
         examples = [counting_qa_example(*key, question=kinds[i % len(kinds)], story=(i // len(kinds)) % len(STORIES))
                     for i, key in enumerate(part)]
-        rng.shuffle(examples)
+        random.Random(shuffle_seed).shuffle(examples)
         return examples
 
-    return {"train": split(keys[:n_train]), "test": split(keys[n_train:])}
+    # each split is shuffled by its own generator: the training set does not depend on n_test
+    return {"train": split(keys[:n_train], seed + 1), "test": split(keys[n_train:], seed + 2)}
 
 
 #: The answers each question can have; guessing one of them at random is the chance level.

@@ -38,11 +38,11 @@ MIN_READING = 0.9
 
 
 def corpus_ids(tokenizer, n_paragraphs: int, seed: int):
-    """The pretraining stream, tokenized: :func:`course_corpus` paragraphs in short documents.
+    """The pretraining stream, tokenized, and where each paragraph starts in it.
 
-    Paragraphs of a document are separated by a newline, documents by GPT-2's end-of-text token
-    (as GPT-2's own pretraining separated documents), so the model learns where a text ends: the
-    fine-tune's answers end with that token.
+    :func:`course_corpus` paragraphs are separated by a newline or, as GPT-2's own pretraining
+    separated documents, by the end-of-text token (so the model learns where a text ends: the
+    fine-tune's answers end with that token). Returns ``(ids, starts)``.
     """
     import random
 
@@ -51,11 +51,13 @@ def corpus_ids(tokenizer, n_paragraphs: int, seed: int):
     from lora_edu.corpus import course_corpus
 
     rng = random.Random(seed)
-    parts = []
+    pieces = []
     for paragraph in course_corpus(n_paragraphs, seed=seed):
-        parts.append(paragraph)
-        parts.append(tokenizer.eos_token if rng.random() < 0.5 else "\n")
-    return torch.tensor(tokenizer("".join(parts))["input_ids"])
+        pieces.append(paragraph + (tokenizer.eos_token if rng.random() < 0.5 else "\n"))
+    encoded = tokenizer(pieces)["input_ids"]
+    lengths = torch.tensor([len(e) for e in encoded])
+    starts = torch.cumsum(lengths, 0) - lengths
+    return torch.tensor([t for e in encoded for t in e]), starts
 
 
 def build(out_dir: Path, *, steps: int = SETTINGS["steps"], batch: int = SETTINGS["batch"],
@@ -75,7 +77,8 @@ def build(out_dir: Path, *, steps: int = SETTINGS["steps"], batch: int = SETTING
     steps = check_int(steps, "steps", 1)
     config = {**CONFIG, **(config or {})}
     tok = gpt2_tokenizer()
-    ids = corpus_ids(tok, corpus_paragraphs, seed + 1)  # seed + 1: held_out_text uses another seed
+    ids, starts = corpus_ids(tok, corpus_paragraphs, seed + 1)  # seed + 1: held_out_text uses another seed
+    starts = starts[starts < len(ids) - block - 1]
     used = torch.unique(ids)                       # sorted GPT-2 ids the corpus uses
     compact = torch.searchsorted(used, ids)        # the stream in compact ids 0 .. len(used) - 1
     n_other = len(tok) - len(used)
@@ -96,7 +99,8 @@ def build(out_dir: Path, *, steps: int = SETTINGS["steps"], batch: int = SETTING
             curve.append(_checkpoint(model, used, len(tok), tok, step, losses))
             if show_progress:
                 print(curve[-1], flush=True)
-        offsets = torch.randint(0, len(compact) - block - 1, (batch,), generator=gen)
+        # windows start where a paragraph starts, as a prompt does: a story is read from its first word
+        offsets = starts[torch.randint(0, len(starts), (batch,), generator=gen)]
         x = torch.stack([compact[o : o + block + 1] for o in offsets])
         logits = model(x[:, :-1]).logits + log_other
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
