@@ -7,9 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 APP_PORT ?= 8866
+BENCH_ARGS ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: help venv lab app slides test test-fast test-browser execute figures fallback-model bench lint check-env clean
+.PHONY: help venv lab app slides test test-fast test-browser test-full execute figures fallback-model bench lint check-env clean
 
 help:
 	@echo "make lab        create .venv if missing, install, open JupyterLab on notebooks/ (localhost, token on)"
@@ -18,18 +19,21 @@ help:
 	@echo "make test       create/update .venv, run unit tests, every notebook (nbval) and the browser tests"
 	@echo "make test-fast  unit tests only (no notebooks, no browser)"
 	@echo "make test-browser  only the real-browser tests (headless /usr/bin/chromium)"
+	@echo "make test-full  full-size dry run: notebook 06 on a random gpt2-size model (LORA_EDU_MODEL=DIR, slow)"
 	@echo "make execute    re-execute every notebook in place, fresh kernel, top to bottom"
-	@echo "make figures    regenerate figures/ from code (lora_edu/figures.py)"
+	@echo "make figures    regenerate figures/ from code (lora_edu/tools/figures.py)"
 	@echo "make fallback-model  re-pretrain the offline GPT-2 shipped in lora_edu/assets (~5 min on 2 cores)"
-	@echo "make bench      performance ratios measured side by side (figures/bench.json, bench.png; ~8 min)"
+	@echo "make bench      performance ratios measured side by side (figures/bench.json, bench.png; ~8 min;"
+	@echo "                BENCH_ARGS=--quick for the seconds-long smoke run)"
 	@echo "make lint       ruff"
 	@echo "make check-env  print OK/FAIL for every requirement"
 
-# Torch goes first and pinned: a plain `torch` requirement resolves to a multi-GB CUDA build.
+# Torch goes first and pinned (its one pin is in constraints.txt): an unpinned torch resolves to a
+# multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
@@ -50,26 +54,29 @@ test-fast: $(STAMP)
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -q tests -m browser
 
+test-full: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/test_fullsize.py -m full_size
+
 app: $(STAMP)
-	$(BIN)/python -m lora_edu.app --port $(APP_PORT)
+	$(BIN)/python -m lora_edu.tools.app --port $(APP_PORT)
 
 slides: $(STAMP)
-	$(BIN)/python -m lora_edu.slides
+	$(BIN)/python -m lora_edu.tools.slides
 
 execute: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 \
 		--ExecutePreprocessor.coalesce_streams=True $(NOTEBOOKS)
-	$(BIN)/python -m lora_edu.slides --annotate $(NOTEBOOKS)
+	$(BIN)/python -m lora_edu.tools.slides --annotate $(NOTEBOOKS)
 
 figures: $(STAMP)
-	$(BIN)/python -m lora_edu.figures
+	$(BIN)/python -m lora_edu.tools.figures
 
 fallback-model: $(STAMP)
-	$(BIN)/python -m lora_edu.gpt2 --steps 700
+	$(BIN)/python -m lora_edu.tools.fallback_model
 
 bench: $(STAMP)
-	$(BIN)/python -m lora_edu.bench
+	$(BIN)/python -m lora_edu.tools.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lora_edu tests

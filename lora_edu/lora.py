@@ -10,6 +10,13 @@ Notation (LoRA paper, and PEFT's tensors): a frozen weight W0 maps ``in_features
 ``forward(x) = base(x) + (dropout(x) @ A.T @ B.T) * scaling``. A starts as PEFT's
 ``kaiming_uniform_(a=sqrt(5))`` and B at zero, so a freshly wrapped layer computes exactly what the
 base layer computed.
+
+Merging writes ``W0 + delta_W`` into the base weight. A base layer that cannot hold it (e.g. a
+quantized weight) says so by declaring ``mergeable = False`` (and optionally ``mergeable_reason``);
+:func:`merge_refusal` reads that protocol and ``merge``/``merge_lora`` then refuse before writing.
+
+Analysis of learned updates (LoRA paper, section 7): :func:`lora_from_update` (the best rank-r
+factors of an update, by truncated SVD) and :func:`amplification_factor`.
 """
 
 from __future__ import annotations
@@ -25,34 +32,56 @@ import torch
 from torch import nn
 
 from lora_edu._checks import check_float, check_int
+from lora_edu._utils import count_parameters, is_linear_like, linear_shape, replace_submodule
 
-
-def _is_conv1d(module: nn.Module) -> bool:
-    """transformers' GPT-2 ``Conv1D`` (weight stored (in, out)), detected without importing transformers."""
-    return type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers")
-
+__all__ = [
+    "LoRALinear", "add_lora", "amplification_factor", "base_shape", "count_parameters", "load_lora", "lora_from_update",
+    "lora_layers", "lora_state_dict", "mark_only_lora_as_trainable", "matches", "merge_lora", "merge_refusal",
+    "save_lora",
+]
 
 def base_shape(base: nn.Module) -> tuple[int, int, bool]:
-    """``(in_features, out_features, fan_in_fan_out)`` of an ``nn.Linear`` or GPT-2 ``Conv1D``."""
-    if isinstance(base, nn.Linear):
-        return base.in_features, base.out_features, False
-    if _is_conv1d(base):
-        in_features, out_features = base.weight.shape  # Conv1D stores W as (in, out): y = x @ W + b
-        return in_features, out_features, True
-    if getattr(base, "is_quantized", False):  # lora_edu.quant.QuantizedLinear: the QLoRA base
-        return base.in_features, base.out_features, False
-    raise TypeError(
-        f"base must be a torch.nn.Linear, a transformers GPT-2 Conv1D or a lora_edu QuantizedLinear, "
-        f"got {type(base).__name__}"
-    )
+    """``(in_features, out_features, fan_in_fan_out)`` of the layer LoRA wraps.
+
+    ``nn.Linear`` (weight (out, in)), GPT-2's ``Conv1D`` (weight (in, out): ``fan_in_fan_out=True``),
+    or any module with integer ``in_features``/``out_features`` and a ``weight`` that computes
+    ``x @ W.T + b`` (e.g. a quantized linear layer). Raises ``TypeError`` naming ``base`` otherwise.
+    """
+    try:
+        return linear_shape(base)
+    except TypeError as exc:
+        raise TypeError(f"base must be a linear layer: {exc}") from None
+
+
+def merge_refusal(base: nn.Module) -> str | None:
+    """Why the update cannot be written into ``base.weight``, or None if it can.
+
+    The protocol: a base layer whose weight cannot absorb ``W0 + delta W`` (e.g. a quantized weight,
+    where rounding would erase the small update) declares ``mergeable = False`` and may explain
+    why in ``mergeable_reason``. A layer that declares nothing is mergeable, unless it declares the
+    older ``is_quantized = True``.
+    """
+    declared = getattr(base, "mergeable", None)
+    quantized = bool(getattr(base, "is_quantized", False))
+    if declared is True or (declared is None and not quantized):
+        return None
+    reason = getattr(base, "mergeable_reason", None)
+    if reason:
+        return reason
+    if quantized:
+        return ("a quantized base cannot hold the update: rounding would erase it; "
+                "dequantize the base first (QLoRA merges into the dequantized weight)")
+    return f"{type(base).__name__} declares mergeable = False"
 
 
 class LoRALinear(nn.Module):
     """A frozen ``base`` layer plus a trainable rank-``r`` update ``scaling * B @ A``.
 
     Args:
-        base: ``nn.Linear`` (weight (out, in)) or GPT-2 ``Conv1D`` (weight (in, out), handled like
-            PEFT's ``fan_in_fan_out=True``). Its parameters are frozen.
+        base: ``nn.Linear`` (weight (out, in)), GPT-2 ``Conv1D`` (weight (in, out), handled like
+            PEFT's ``fan_in_fan_out=True``) or another linear layer (see :func:`base_shape`). Its
+            parameters are frozen. A base that declares ``mergeable = False`` trains normally but
+            refuses :meth:`merge` (see :func:`merge_refusal`).
         r: rank, >= 1.
         alpha: scaling numerator, > 0; ``scaling = alpha / r`` (``alpha / sqrt(r)`` if ``use_rslora``).
         dropout: probability in [0, 1) applied to the input of the LoRA path only.
@@ -103,9 +132,9 @@ class LoRALinear(nn.Module):
         return result + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
 
     def _signed_update(self, sign: float) -> None:
-        if getattr(self.base, "is_quantized", False):
-            raise TypeError("cannot merge into a quantized base: rounding would destroy the small update; "
-                            "dequantize the base first (QLoRA merges into the dequantized weight)")
+        refusal = merge_refusal(self.base)
+        if refusal is not None:
+            raise TypeError(f"cannot merge into this {type(self.base).__name__}: {refusal}")
         delta = self.delta_weight().detach()
         if not torch.isfinite(delta).all():
             raise ValueError("the LoRA update contains NaN or inf; refusing to write it into the base weight")
@@ -113,7 +142,11 @@ class LoRALinear(nn.Module):
             self.base.weight += sign * (delta.T if self.fan_in_fan_out else delta)
 
     def merge(self) -> None:
-        """Add the update into ``base.weight`` (W0 + scaling B A): no extra matmuls at inference."""
+        """Add the update into ``base.weight`` (W0 + scaling B A): no extra matmuls at inference.
+
+        Raises ``TypeError`` if the base refuses (``mergeable = False``) and ``ValueError`` if the
+        update holds NaN or inf; in both cases nothing is written.
+        """
         if self.merged:
             warnings.warn("merge(): this LoRALinear is already merged; nothing done", stacklevel=2)
             return
@@ -163,19 +196,18 @@ def add_lora(
             raise ValueError("target_modules must be a regex string or a non-empty list of module names")
     found = [(n, m) for n, m in model.named_modules() if n and matches(n, target_modules)]
     if not found:
-        candidates = sorted({n.split(".")[-1] for n, m in model.named_modules()
-                             if isinstance(m, nn.Linear) or _is_conv1d(m)})
+        candidates = sorted({n.split(".")[-1] for n, m in model.named_modules() if is_linear_like(m)})
         raise ValueError(
             f"target_modules {target_modules!r} matched no module; layers that could be targeted: {candidates}"
         )
     for name, module in found:
         if isinstance(module, LoRALinear):
             raise ValueError(f"module {name!r} already has LoRA (did you run the wrapping cell twice?)")
-        base_shape(module)  # TypeError naming the type if it is not Linear/Conv1D
+        if not is_linear_like(module):
+            raise TypeError(f"module {name!r} is a {type(module).__name__}, not a linear layer LoRA can wrap "
+                            "(torch.nn.Linear, GPT-2 Conv1D, or a module with in_features/out_features and a weight)")
     for name, module in found:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(module, r, alpha, dropout, use_rslora))
+        replace_submodule(model, name, LoRALinear(module, r, alpha, dropout, use_rslora))
     return model
 
 
@@ -207,29 +239,24 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> nn.Modu
     return model
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts (each tensor counted once)."""
-    seen, trainable, total = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
-
-
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Merge every LoRALinear and replace it by its (updated) base layer; in place, returns ``model``."""
+    """Merge every LoRALinear and replace it by its (updated) base layer; in place, returns ``model``.
+
+    If any layer's base refuses a merge (see :func:`merge_refusal`), raises ``TypeError`` before
+    changing anything.
+    """
     layers = lora_layers(model)
     if not layers:
         raise ValueError("model has no LoRALinear layers to merge")
+    refusals = {name: merge_refusal(layer.base) for name, layer in layers.items()}
+    refusals = {name: why for name, why in refusals.items() if why is not None}
+    if refusals:  # checked before anything is written: a refused merge leaves the model as it was
+        name, why = next(iter(refusals.items()))
+        raise TypeError(f"cannot merge {len(refusals)} of {len(layers)} LoRA layers, e.g. {name!r}: {why}")
     for name, layer in layers.items():
         if not layer.merged:
             layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.base)
+        replace_submodule(model, name, layer.base)
     return model
 
 
@@ -294,3 +321,37 @@ def load_lora(model: nn.Module, path: str | Path) -> nn.Module:
         for k, t in tensors.items():
             own[k].copy_(t)
     return model
+
+
+# --- analysis of learned updates (LoRA paper, section 7) ------------------------------------------
+
+
+def lora_from_update(delta_W: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best rank-``r`` factors of an update: ``B`` (d x r), ``A`` (r x k) with ``B @ A`` the truncated SVD.
+
+    By Eckart-Young no rank-r product is closer to ``delta_W`` in Frobenius (or spectral) norm.
+    Sigma_r is split evenly, ``B = U_r sqrt(Sigma_r)`` and ``A = sqrt(Sigma_r) V_r^T``, so both
+    factors have the same scale (as a trained adapter would).
+    """
+    if not torch.is_tensor(delta_W) or delta_W.ndim != 2:
+        raise TypeError(f"delta_W must be a 2-D tensor (d x k), got {type(delta_W).__name__}")
+    r = check_int(r, "r", 1, min(delta_W.shape))
+    U, S, Vh = torch.linalg.svd(delta_W, full_matrices=False)
+    root = S[:r].sqrt()
+    return U[:, :r] * root, root[:, None] * Vh[:r]
+
+
+def amplification_factor(delta_W: torch.Tensor, W: torch.Tensor, r: int) -> float:
+    """``||delta_W||_F / ||U_r^T W V_r||_F``, with U_r, V_r the top-r singular vectors of ``delta_W``.
+
+    The LoRA paper's section 7.3 measure: the denominator is how strongly the pretrained ``W``
+    already acts in the directions the update uses. A large factor means the update amplifies
+    directions that ``W`` barely used. Both matrices are (d x k), in the same layout.
+    """
+    if delta_W.shape != W.shape or delta_W.ndim != 2:
+        raise ValueError(f"delta_W and W must be matrices of one shape, got {tuple(delta_W.shape)} "
+                         f"and {tuple(W.shape)}")
+    r = check_int(r, "r", 1, min(W.shape))
+    U, _, Vh = torch.linalg.svd(delta_W, full_matrices=False)
+    projected = U[:, :r].T @ W @ Vh[:r].T  # (r x r): W seen through the update's own directions
+    return float(torch.linalg.norm(delta_W) / torch.linalg.norm(projected))

@@ -1,7 +1,7 @@
-"""Notebook 01: matrix rank, rank-1 outer products and rank-r factorisations.
+"""Notebook 01: matrix rank, its four subspaces, rank-1 outer products and rank-r factorisations.
 
-Shapes follow the LoRA paper: a rank-r matrix ``W`` of shape (d, k) factors as ``B @ A`` with
-``B`` of shape (d, r) and ``A`` of shape (r, k).
+Shapes follow the LoRA paper: a rank-r matrix ``W`` of shape (d, k) maps k inputs to d outputs
+and factors as ``B @ A`` with ``B`` of shape (d, r) and ``A`` of shape (r, k).
 """
 
 from __future__ import annotations
@@ -45,6 +45,65 @@ def numerical_rank(A: np.ndarray, tol: float | None = None) -> int:
     else:
         tol = check_float(tol, "tol", 0.0)
     return int(np.count_nonzero(singular_values(A) > tol))
+
+
+def cr_factorisation(A: np.ndarray, tol: float | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``A = C @ R`` where ``C`` holds the independent columns of ``A`` itself.
+
+    Columns are scanned left to right and a column is kept when it is not a combination of the
+    columns kept before it. Column j of ``R`` holds the coefficients that rebuild column j of ``A``
+    from the columns of ``C`` (so ``R`` has the identity in the kept columns).
+
+    Args:
+        A: matrix of shape (d, k).
+        tol: rank tolerance for "is a combination"; ``None`` uses numpy's default for ``A``.
+
+    Returns:
+        ``C`` of shape (d, r), ``R`` of shape (r, k) and ``cols``, the r indices of the kept columns.
+    """
+    A = as_matrix(A, "A")
+    tol = default_tolerance(A) if tol is None else check_float(tol, "tol", 0.0)
+    cols: list[int] = []
+    for j in range(A.shape[1]):
+        # keep column j when it adds a direction that the kept columns do not span
+        if numerical_rank(A[:, cols + [j]], tol=tol) > len(cols):
+            cols.append(j)
+    C = A[:, cols]
+    R = np.linalg.lstsq(C, A, rcond=None)[0] if cols else np.zeros((0, A.shape[1]), dtype=A.dtype)
+    return C, R, cols
+
+
+def fundamental_subspaces(A: np.ndarray, tol: float | None = None) -> dict[str, np.ndarray]:
+    """Orthonormal bases of the four fundamental subspaces of ``A`` (shape (d, k), rank r).
+
+    Computed from the SVD (notebook 02): the first r left singular vectors span the column space,
+    the rest the left null space; the first r right singular vectors span the row space, the rest
+    the null space.
+
+    Args:
+        A: matrix of shape (d, k).
+        tol: rank tolerance; ``None`` uses numpy's default.
+
+    Returns:
+        ``{"column": (d, r), "left_null": (d, d - r), "row": (k, r), "null": (k, k - r)}``,
+        each with orthonormal columns.
+    """
+    A = as_matrix(A, "A")
+    r = numerical_rank(A, tol)
+    U, _, Vt = np.linalg.svd(A, full_matrices=True)
+    return {"column": U[:, :r], "left_null": U[:, r:], "row": Vt[:r].T, "null": Vt[r:].T}
+
+
+def degrees_of_freedom(d: int, k: int, r: int) -> int:
+    """Dimension of the set of (d, k) matrices of rank r: ``r * (d + k - r)``.
+
+    ``B @ A`` stores ``r * (d + k)`` numbers, but ``(B M) @ (M^-1 A)`` is the same matrix for every
+    invertible (r, r) ``M``, so ``r * r`` of them are redundant.
+    """
+    d = check_int(d, "d", 1)
+    k = check_int(k, "k", 1)
+    r = check_int(r, "r", 0, min(d, k))
+    return r * (d + k - r)
 
 
 def random_low_rank(

@@ -7,16 +7,26 @@ import json
 import nbformat
 import pytest
 
-from lora_edu import app
+from lora_edu.tools import app, registry
 
 
-def test_app_notebook_calls_every_section_builder_and_nothing_else():
+def test_app_sections_come_from_the_registry_headline_first():
+    with_app = [nb for nb in registry.NOTEBOOKS if nb.app is not None]
+    sections = app.sections()
+    assert len(sections) == len(with_app) and len(sections) >= 5
+    assert sections[0][0].endswith(f"(notebook {registry.APP_FIRST:02d})")
+    numbers = [int(heading[-3:-1]) for heading, _, _ in sections[1:]]
+    assert numbers == sorted(numbers)  # then notebook order
+    assert {b for _, _, b in sections} == {nb.app.builder for nb in with_app}
+
+
+def test_app_notebook_calls_every_section_builder_live_only():
     nb = app.app_notebook()
     calls = [c.source for c in nb.cells if c.cell_type == "code"][1:]
-    assert calls == [f"app.{builder}()" for _, _, builder in app.SECTIONS]
-    assert all(callable(getattr(app, builder)) for _, _, builder in app.SECTIONS)
+    assert calls == [f"app.{builder}().show(static=False)" for _, _, builder in app.sections()]
+    assert all(callable(getattr(app, builder)) for _, _, builder in app.sections())
     headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"][1:]
-    assert headings == [f"## {heading}" for heading, _, _ in app.SECTIONS]
+    assert headings == [f"## {heading}" for heading, _, _ in app.sections()]
 
 
 def test_write_app_notebook_validates_and_respects_overwrite(tmp_path):
@@ -44,11 +54,11 @@ def test_voila_command_hides_code_on_localhost_and_checks_the_port(tmp_path):
 
 
 def test_fast_sections_build_explorers():
-    rank = app.rank_section(size=64, k=5)
-    assert rank.slider.value == 5 and rank.slider.max == 64 and "lora-edu-explorer" in rank._dom_classes
+    rank = app.rank_section(size=64, r=5)
+    assert rank.slider.value == 5 and rank.slider.max == 64 and "lora-edu-explorer" in rank.widget._dom_classes
     quant = app.quantization_section(shape=(32, 32))
-    assert "lora-edu-explorer" in quant._dom_classes
+    assert quant.zeros["per-tensor"][4] == 32 * 32 - 1  # the outlier pushes every other weight to 0
     with pytest.raises(ValueError, match="size"):
         app.rank_section(size=4)
-    with pytest.raises(ValueError, match="nonlinear_ks"):
-        app.autoencoder_section(ks=(1, 2), nonlinear_ks=(4,))
+    with pytest.raises(ValueError, match="nonlinear_rs"):
+        app.autoencoder_section(rs=(1, 2), nonlinear_rs=(4,))

@@ -117,7 +117,7 @@ def test_unknown_path_is_a_clear_error(tmp_path):
     with pytest.raises(OSError, match="no loadable GPT-2 in folder"):
         G.load_gpt2(str(empty))
     with pytest.raises(TypeError, match="non-empty string"):
-        G.load_gpt2("")
+        G.load_gpt2(5)
 
 
 def test_offline_hub_name_falls_back_loudly(monkeypatch, capsys):

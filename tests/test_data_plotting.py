@@ -3,7 +3,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from lora_edu.data import sample_image
-from lora_edu.plotting import save_figure
+from lora_edu.plotting import figure_png, new_figure, save_figure
 
 
 def test_sample_image_is_grayscale_in_unit_range():
@@ -35,3 +35,13 @@ def test_save_figure_is_deterministic_and_checks_names(tmp_path):
         save_figure(make(), "../escape", folder=tmp_path)
     with pytest.raises(ValueError, match="formats may contain"):
         save_figure(make(), "t", formats=("jpg",), folder=tmp_path)
+
+
+def test_figure_png_is_the_figure_at_its_dpi_without_cropping():
+    import io
+
+    from PIL import Image
+
+    fig = new_figure((3.0, 2.0), dpi=50)
+    fig.subplots().plot([0, 1], [1, 0])
+    assert Image.open(io.BytesIO(figure_png(fig))).size == (150, 100)  # what the explorers' pixel maths assumes

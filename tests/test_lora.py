@@ -71,10 +71,98 @@ def test_merge_refuses_nan():
 
 
 def test_dropout_only_on_lora_path():
-    layer = L.LoRALinear(nn.Linear(4, 4), r=2, alpha=2, dropout=0.5)
+    torch.manual_seed(0)
+    layer = L.LoRALinear(nn.Linear(40, 4), r=2, alpha=2, dropout=0.5)
+    with torch.no_grad():
+        layer.lora_B.normal_()  # non-zero, so the LoRA path contributes and dropout can show
+    x = torch.randn(3, 40)
     layer.train()
-    x = torch.randn(3, 4)
-    assert torch.equal(layer(x), layer.base(x))  # B = 0: dropout cannot change the frozen path
+    torch.manual_seed(1)
+    y_train = layer(x)
+    torch.manual_seed(1)
+    mask = nn.functional.dropout(torch.ones_like(x), 0.5)  # the same draw the layer made
+    expected = layer.base(x) + (x * mask) @ layer.lora_A.T @ layer.lora_B.T * layer.scaling
+    assert torch.allclose(y_train, expected, atol=1e-6)
+    assert not torch.allclose(y_train, layer.eval()(x), atol=1e-3)  # dropout did reach the LoRA path
+    unmasked = layer.base(x) + (x @ layer.lora_A.T @ layer.lora_B.T) * layer.scaling
+    assert torch.allclose(layer(x), unmasked, atol=1e-6)  # eval: no dropout
+
+
+def test_base_shape_accepts_linear_like_modules_and_names_the_argument():
+    assert L.base_shape(nn.Linear(3, 5)) == (3, 5, False)
+    assert L.base_shape(Conv1D(5, 3)) == (3, 5, True)
+
+    class Frozen(nn.Module):  # e.g. a quantized layer: declares its shape, computes x @ W.T
+        in_features, out_features = 6, 2
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("weight", torch.randn(2, 6))
+
+        def forward(self, x):
+            return x @ self.weight.T
+
+    assert L.base_shape(Frozen()) == (6, 2, False)
+    layer = L.LoRALinear(Frozen(), r=2, alpha=2)
+    assert layer.lora_A.shape == (2, 6) and layer.lora_B.shape == (2, 2)
+    with pytest.raises(TypeError, match="base must be a linear layer"):
+        L.base_shape(nn.ReLU())
+
+
+def test_merge_refusal_protocol():
+    class NoMerge(nn.Linear):
+        mergeable = False
+        mergeable_reason = "its weight is stored in 4 bits"
+
+    class LegacyQuantized(nn.Linear):
+        is_quantized = True
+
+    assert L.merge_refusal(nn.Linear(2, 2)) is None
+    assert L.merge_refusal(NoMerge(2, 2)) == "its weight is stored in 4 bits"
+    assert "quantized base" in L.merge_refusal(LegacyQuantized(2, 2))
+
+    class Silent(nn.Linear):
+        mergeable = False
+
+    assert "declares mergeable = False" in L.merge_refusal(Silent(2, 2))
+
+    class QuantizedNoReason(nn.Linear):  # lora_edu.quant.QuantizedLinear's declaration
+        is_quantized, mergeable = True, False
+
+    class QuantizedButMergeable(nn.Linear):
+        is_quantized, mergeable = True, True
+
+    assert "quantized base" in L.merge_refusal(QuantizedNoReason(2, 2))
+    assert L.merge_refusal(QuantizedButMergeable(2, 2)) is None
+    layer = L.LoRALinear(NoMerge(4, 3), r=2, alpha=2)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(2, 4)
+    y, w0 = layer(x), layer.base.weight.clone()
+    with pytest.raises(TypeError, match="cannot merge into this NoMerge: its weight is stored in 4 bits"):
+        layer.merge()
+    assert not layer.merged and torch.equal(layer.base.weight, w0) and torch.equal(layer(x), y)
+
+
+def test_merge_lora_refuses_before_changing_anything():
+    class NoMerge(nn.Linear):
+        mergeable = False
+
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), NoMerge(4, 2))
+    L.add_lora(net, ["0", "2"], r=2, alpha=2)
+    for layer in L.lora_layers(net).values():
+        with torch.no_grad():
+            layer.lora_B.normal_()
+    w0 = net[0].base.weight.clone()
+    with pytest.raises(TypeError, match="cannot merge 1 of 2 LoRA layers, e.g. '2'"):
+        L.merge_lora(net)
+    assert isinstance(net[0], L.LoRALinear) and not net[0].merged and torch.equal(net[0].base.weight, w0)
+
+
+def test_shared_helpers_are_reexported():
+    from lora_edu import _utils
+
+    assert L.count_parameters is _utils.count_parameters  # the notebooks call L.count_parameters
 
 
 def test_add_lora_matching_like_peft():
@@ -92,7 +180,7 @@ def test_add_lora_errors():
     net = L.add_lora(Net(), ["head"], r=2, alpha=4)
     with pytest.raises(ValueError, match="already has LoRA"):
         L.add_lora(net, ["head"], r=2, alpha=4)
-    with pytest.raises(TypeError, match="got Sequential"):
+    with pytest.raises(TypeError, match="'enc' is a Sequential, not a linear layer"):
         L.add_lora(Net(), ["enc"], r=2, alpha=4)
     with pytest.raises(ValueError, match="non-empty list"):
         L.add_lora(Net(), [], r=2, alpha=4)
@@ -116,7 +204,7 @@ def test_bad_arguments(kwargs, exc, words):
 
 
 def test_bad_base_and_double_wrap():
-    with pytest.raises(TypeError, match="base must be a torch.nn.Linear"):
+    with pytest.raises(TypeError, match="base must be a linear layer.*got Conv2d"):
         L.LoRALinear(nn.Conv2d(1, 1, 1), r=1, alpha=1)
     with pytest.raises(ValueError, match="already a LoRALinear"):
         L.LoRALinear(L.LoRALinear(nn.Linear(4, 4), r=1, alpha=1), r=1, alpha=1)
@@ -213,3 +301,28 @@ def test_load_errors_leave_model_unchanged(tmp_path):
         L.load_lora(net, corrupt)
     with pytest.raises(FileNotFoundError):
         L.load_lora(net, tmp_path / "missing.safetensors")
+
+
+def test_lora_from_update_is_the_truncated_svd():
+    torch.manual_seed(0)
+    dW = torch.randn(7, 5, dtype=torch.float64)
+    S = torch.linalg.svdvals(dW)
+    B, A = L.lora_from_update(dW, 2)
+    assert B.shape == (7, 2) and A.shape == (2, 5)
+    assert torch.isclose(torch.linalg.norm(dW - B @ A), S[2:].norm())      # Eckart-Young error
+    assert torch.allclose(B.norm(dim=0), A.norm(dim=1))                      # Sigma split evenly
+    assert torch.allclose(L.lora_from_update(dW, 5)[0] @ L.lora_from_update(dW, 5)[1], dW)
+    with pytest.raises(ValueError, match="r must be in \\[1, 5\\]"):
+        L.lora_from_update(dW, 6)
+    with pytest.raises(TypeError, match="2-D tensor"):
+        L.lora_from_update(dW.numpy(), 2)
+
+
+def test_amplification_factor():
+    W = torch.diag(torch.tensor([10.0, 1.0, 0.1]))
+    e = torch.eye(3)
+    # an update along W's weakest direction is amplified by ||dW|| / 0.1; along its strongest by / 10
+    assert L.amplification_factor(2.0 * torch.outer(e[2], e[2]), W, 1) == pytest.approx(20.0)
+    assert L.amplification_factor(2.0 * torch.outer(e[0], e[0]), W, 1) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="one shape"):
+        L.amplification_factor(torch.zeros(3, 2), W, 1)

@@ -1,6 +1,7 @@
 """The notebooks are committed executed, follow the course format, and share code with lora_edu."""
 
 import ast
+import importlib.util
 import inspect
 import json
 import re
@@ -9,23 +10,12 @@ from pathlib import Path
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from lora_edu import autoencoder, lora, quant, rank, svd
+from lora_edu.tools.registry import NOTEBOOKS as REGISTRY
+from lora_edu.tools.registry import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-
-#: Functions a notebook builds from scratch; their notebook definition must be the package's code.
-FROM_SCRATCH = {
-    "01_matrix_rank.ipynb": [rank.outer_product_sum, rank.numerical_rank],
-    "02_svd_truncation.ipynb": [svd.truncated_svd, svd.low_rank_approx],
-    "03_linear_autoencoders.ipynb": [
-        autoencoder.LinearAutoencoder,
-        autoencoder.principal_angles,
-        autoencoder.subspace_similarity,
-    ],
-    "04_lora_from_scratch.ipynb": [lora.LoRALinear],
-    "05_quantization.ipynb": [quant.nf4_levels_from_quantiles],
-}
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def load(path):
@@ -44,6 +34,30 @@ def test_notebooks_are_numbered_in_order():
     names = [p.name for p in NOTEBOOKS]
     assert names[:2] == ["01_matrix_rank.ipynb", "02_svd_truncation.ipynb"]
     assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, len(names) + 1)]
+
+
+def test_the_registry_lists_exactly_the_notebooks_in_order():
+    assert [nb.file for nb in REGISTRY] == [p.name for p in NOTEBOOKS], (
+        "add the notebook to lora_edu/tools/registry.py (README > Development > Adding a notebook)")
+    for nb in REGISTRY:
+        for module in nb.modules:
+            assert importlib.util.find_spec(module), f"{nb.file}: no module {module}"
+        for name in nb.explorers:
+            assert callable(resolve(f"lora_edu.explorers:{name}")), name
+        for name in nb.from_scratch:
+            assert resolve(name).__module__ == name.split(":")[0], f"{name} is not defined in its module"
+
+
+@pytest.mark.parametrize("nb", REGISTRY, ids=lambda nb: nb.file)
+def test_each_notebook_uses_what_the_registry_says(nb):
+    code = "\n".join(src(c) for c in code_cells(load(ROOT / "notebooks" / nb.file)))
+    for module in nb.modules:
+        short = module.rsplit(".", 1)[1]
+        assert re.search(rf"lora_edu(\.{short}\b| import .*\b{short}\b)", code), f"{nb.file} never uses {module}"
+    for name in nb.explorers:
+        assert re.search(rf"\b{name}\(", code), f"{nb.file} never shows {name}"
+    if importlib.util.find_spec(nb.exercises):  # (the nbXX modules replace the old checkers one by one)
+        assert nb.exercises.rsplit(".", 1)[1] in code, f"{nb.file} does not use {nb.exercises}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -87,13 +101,14 @@ def _defs_in_notebook(path) -> dict[str, str]:
     return defs
 
 
-@pytest.mark.parametrize("name", sorted(FROM_SCRATCH))
-def test_from_scratch_code_is_the_package_code(name):
-    defs = _defs_in_notebook(ROOT / "notebooks" / name)
-    for fn in FROM_SCRATCH[name]:
-        assert fn.__name__ in defs, f"{name} no longer defines {fn.__name__}"
+@pytest.mark.parametrize("nb", [nb for nb in REGISTRY if nb.from_scratch], ids=lambda nb: nb.file)
+def test_from_scratch_code_is_the_package_code(nb):
+    defs = _defs_in_notebook(ROOT / "notebooks" / nb.file)
+    for name in nb.from_scratch:
+        fn = resolve(name)
+        assert fn.__name__ in defs, f"{nb.file} no longer defines {fn.__name__}"
         package = ast.dump(ast.parse(inspect.getsource(fn)).body[0])
-        assert defs[fn.__name__] == package, f"{name}: {fn.__name__} differs from {fn.__module__}.{fn.__name__}"
+        assert defs[fn.__name__] == package, f"{nb.file}: {fn.__name__} differs from {name}"
 
 
 # --- The Colab cell: the first code cell installs lora_edu only where it is missing ------------
@@ -148,14 +163,20 @@ def test_install_cell_installs_the_clone_or_the_repository(monkeypatch, tmp_path
     assert "installing it from" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_widget_output_carries_a_static_fallback(path):
-    """GitHub, nbviewer and the slides have no kernel: they show the image/png next to the widget."""
-    widget_outputs = [o for c in code_cells(load(path)) for o in c["outputs"]
-                      if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
-                      and not re.search(r"\d+%\|", "".join(o["data"].get("text/plain", "")))]  # not tqdm bars
-    for o in widget_outputs:
-        assert o["data"]["image/png"], f"{path.name}: a widget output has no static picture"
-        assert "static fallback" in "".join(o["data"]["text/plain"])
-    if path.name.startswith(("01_", "02_", "03_", "04_", "05_")):
-        assert widget_outputs, f"{path.name} should show its slider explorer"
+@pytest.mark.parametrize("nb", REGISTRY, ids=lambda nb: nb.file)
+def test_every_explorer_output_is_followed_by_its_static_picture(nb):
+    """GitHub, nbconvert, nbviewer and the slides cannot run a widget: right after each explorer's
+    live widget output comes its static PNG (which the live widget hides where it renders)."""
+    explorers = 0
+    for cell in code_cells(load(ROOT / "notebooks" / nb.file)):
+        outs = cell["outputs"]
+        for i, o in enumerate(outs):
+            data = o.get("data", {})
+            if WIDGET_MIME not in data or "static fallback" not in "".join(data.get("text/plain", "")):
+                continue  # not an explorer (e.g. a library's progress widget)
+            explorers += 1
+            assert "image/png" not in data, f"{nb.file}: the PNG must be its own output (re-execute the notebook)"
+            assert i + 1 < len(outs) and "image/png" in outs[i + 1].get("data", {}), (
+                f"{nb.file}: an explorer output without its static picture after it")
+            assert "static picture at" in "".join(outs[i + 1]["data"]["text/plain"])
+    assert explorers == len(nb.explorers), f"{nb.file} should show {nb.explorers}"

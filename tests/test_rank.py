@@ -46,6 +46,45 @@ def test_param_counts_match_the_seed_examples():
     assert R.factored_params(d, k, r) < d * k <= R.factored_params(d, k, r + 1)
 
 
+def test_cr_factorisation_keeps_the_first_independent_columns():
+    a, b = np.array([1, 2, -1, 3]), np.array([2, 1, 3, -1])
+    A = np.stack([a, 2 * a, b, a + b, 3 * a - b], axis=1)
+    C, Rm, cols = R.cr_factorisation(A)
+    assert cols == [0, 2] and np.array_equal(C, A[:, [0, 2]])
+    assert np.allclose(Rm, [[1, 2, 0, 1, 3], [0, 0, 1, 1, -1]])       # the reduced row echelon form
+    assert np.allclose(C @ Rm, A)
+    C0, R0, cols0 = R.cr_factorisation(np.zeros((3, 4)))
+    assert cols0 == [] and C0.shape == (3, 0) and R0.shape == (0, 4)
+    for seed in range(20):                                             # random shapes and ranks
+        rng = np.random.default_rng(seed)
+        m, n = (int(v) for v in rng.integers(1, 10, size=2))
+        r = int(rng.integers(0, min(m, n) + 1))
+        M = R.random_low_rank(m, n, r, seed=seed)
+        C, Rm, cols = R.cr_factorisation(M, tol=1e-8 * max(np.linalg.norm(M, 2), 1.0))
+        assert len(cols) == r and Rm.shape == (r, n) and np.allclose(C @ Rm, M)
+        assert np.allclose(Rm[:, cols], np.eye(r))
+
+
+def test_fundamental_subspaces_dimensions_and_orthogonality():
+    W = R.random_low_rank(10, 8, 3, seed=0)
+    sp = R.fundamental_subspaces(W)
+    assert {k: v.shape for k, v in sp.items()} == {"column": (10, 3), "left_null": (10, 7), "row": (8, 3),
+                                                   "null": (8, 5)}
+    assert np.allclose(W @ sp["null"], 0) and np.allclose(sp["left_null"].T @ W, 0)
+    assert np.allclose(sp["row"].T @ sp["null"], 0) and np.allclose(sp["column"].T @ sp["left_null"], 0)
+    for basis in sp.values():
+        assert np.allclose(basis.T @ basis, np.eye(basis.shape[1]))   # orthonormal
+    full = R.fundamental_subspaces(np.eye(4))
+    assert full["null"].shape == (4, 0) and full["left_null"].shape == (4, 0)
+
+
+def test_degrees_of_freedom():
+    assert R.degrees_of_freedom(2304, 768, 8) == 24_512
+    assert R.degrees_of_freedom(6, 5, 2) == 18
+    assert R.degrees_of_freedom(4, 3, 3) == 12 == R.dense_params(4, 3)      # full rank: every entry is free
+    assert R.degrees_of_freedom(4, 3, 0) == 0
+
+
 @pytest.mark.parametrize(
     "call, exc, words",
     [
@@ -61,6 +100,10 @@ def test_param_counts_match_the_seed_examples():
         (lambda: R.outer_product_sum(np.ones((3, 2)), np.ones((3, 4))), ValueError, "us has 2 columns"),
         (lambda: R.factored_params(10, 8, 9), ValueError, "r must be in [0, 8]"),
         (lambda: R.numerical_rank(np.array([[1 + 1j]])), TypeError, "complex"),
+        (lambda: R.cr_factorisation(np.ones(3)), ValueError, "A must be 2-D"),
+        (lambda: R.cr_factorisation(np.eye(2), tol=-1.0), ValueError, "tol must be in"),
+        (lambda: R.fundamental_subspaces([[1, 2], [3]]), ValueError, "rectangular"),
+        (lambda: R.degrees_of_freedom(10, 8, 9), ValueError, "r must be in [0, 8]"),
     ],
 )
 def test_bad_input_names_the_argument(call, exc, words):

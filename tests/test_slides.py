@@ -10,10 +10,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lora_edu import slides as SL
+from lora_edu.tools import slides as SL
+from lora_edu.tools.registry import notebook_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+NOTEBOOKS = notebook_paths(ROOT / "notebooks")
 
 
 def md(text):
@@ -39,7 +40,7 @@ def test_slide_rule_on_a_small_notebook():
 def test_notebook_metadata_follows_the_rule(path):
     nb = nbformat.read(str(path), as_version=4)
     stored = [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells]
-    assert stored == SL.slide_types(nb), f"run python -m lora_edu.slides --annotate {path.name}"
+    assert stored == SL.slide_types(nb), f"run python -m lora_edu.tools.slides --annotate {path.name}"
     assert stored[0] == "slide" and stored[1] == "skip"          # title; the install cell is not lectured
     assert set(stored) <= set(SL.SLIDE_TYPES)
     assert stored.count("slide") >= 5
@@ -47,14 +48,19 @@ def test_notebook_metadata_follows_the_rule(path):
 
 def test_static_copy_shows_the_png_fallback_instead_of_the_widget():
     nb = nbformat.v4.new_notebook()
-    out = nbformat.v4.new_output("display_data", data={SL.WIDGET_MIME: {"model_id": "x"}, "image/png": "iVBOR",
-                                                       "text/plain": "fallback note"})
-    nb.cells = [code("explorer", [out])]
+    live = nbformat.v4.new_output("display_data", data={SL.WIDGET_MIME: {"model_id": "x"}, "text/plain": "note"})
+    static = nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "static picture"})
+    bundled = nbformat.v4.new_output("display_data", data={SL.WIDGET_MIME: {"model_id": "y"}, "image/png": "iVBOX",
+                                                           "text/plain": "note"})
+    nb.cells = [code("explorer", [live, static]), code("old_style_explorer", [bundled])]
     nb.metadata["widgets"] = {"state": {}}
-    static = SL.static_copy(nb)
-    assert static.cells[0].outputs[0]["data"] == {"image/png": "iVBOR"}
-    assert "widgets" not in static.metadata
+    copy = SL.static_copy(nb)
+    assert [o["data"] for o in copy.cells[0].outputs] == [static["data"]]  # the live widget's output is gone
+    assert copy.cells[1].outputs[0]["data"] == {"image/png": "iVBOX"}
+    assert "widgets" not in copy.metadata
     assert SL.WIDGET_MIME in nb.cells[0].outputs[0]["data"], "the original must be left alone"
+    # the slide rule counts the static picture once, whichever way it is stored
+    assert SL._cell_lines(nb.cells[0]) == SL._cell_lines(nb.cells[1])
 
 
 def test_a_tampered_reveal_download_is_refused(tmp_path):

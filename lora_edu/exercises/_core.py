@@ -38,6 +38,10 @@ class Feedback:
     def __repr__(self) -> str:
         return f"{'RIGHT' if self.correct else 'NOT YET'}: {self.message}"
 
+    def _ipython_display_(self) -> None:
+        """Show nothing as a cell's result: :meth:`Exercise.check` has already printed the verdict,
+        and an answer cell that ends with ``ex.check(answer)`` would otherwise show it twice."""
+
 
 @dataclass(frozen=True)
 class Exercise:

@@ -1,12 +1,13 @@
-"""``make figures`` / ``python -m lora_edu.figures``: regenerate every file in ``figures/``.
+"""``make figures`` / ``python -m lora_edu.tools.figures``: regenerate every file in ``figures/``.
 
 Each figure is a function here, registered in :data:`FIGURES`; the README and the notebooks'
-markdown show these files, so a figure is never drawn by hand or fetched from the web.
+markdown show these files, so a figure is never drawn by hand or fetched from the web. Files go to
+``--out`` (default ``figures/`` in the working directory: run it from the repository root).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,13 +15,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from lora_edu.plotting import FIGURES_DIR, OKABE_ITO, save_figure
-from lora_edu.widgets import new_figure, outer_product_figure, rank_grid_figure
+from lora_edu.plotting import OKABE_ITO, new_figure, save_figure
+from lora_edu.svd import SVDCache
 
 FIGURES: dict[str, Callable[[], Figure]] = {}
 
 
-def figure(name: str):
+def figure(name: str) -> Callable[[Callable[[], Figure]], Callable[[], Figure]]:
+    """Decorator: register a function that draws ``figures/<name>``."""
+
     def register(fn: Callable[[], Figure]) -> Callable[[], Figure]:
         FIGURES[name] = fn
         return fn
@@ -28,16 +31,29 @@ def figure(name: str):
     return register
 
 
+def rank_grid_figure(image: np.ndarray, ks: tuple[int, ...] = (1, 5, 20, 50)) -> Figure:
+    """``image`` (H, W) at each rank in ``ks`` below min(H, W) and at full rank, each titled with its
+    rank and relative Frobenius error."""
+    cache = SVDCache(image)
+    ks = [k for k in ks if k < cache.max_rank] + [cache.max_rank]
+    fig = new_figure((2.2 * len(ks), 2.8))
+    axes = np.atleast_1d(fig.subplots(1, len(ks)))
+    lo, hi = float(cache.A.min()), float(cache.A.max())
+    for ax, k in zip(axes, ks, strict=True):
+        ax.imshow(cache.approx(k), cmap="gray", vmin=lo, vmax=hi)
+        label = "full rank" if k == cache.max_rank else f"rank {k}"
+        ax.set_title(f"{label}\nerror {100 * cache.relative_error(k):.1f} %", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle("Truncated SVD of the image (relative Frobenius error)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 @figure("rank_grid")
 def fig_rank_grid() -> Figure:
     from lora_edu.data import sample_image
 
     return rank_grid_figure(sample_image())
-
-
-@figure("outer_products")
-def fig_outer_products() -> Figure:
-    return outer_product_figure(terms=3)
 
 
 @figure("svd_rotate_scale_rotate")
@@ -150,20 +166,25 @@ def badge_svg(left: str, right: str, colour: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = (argv if argv is not None else sys.argv[1:]) or list(FIGURES) + list(BADGES)
+    parser = argparse.ArgumentParser(description="Regenerate the course's figures (make figures).")
+    parser.add_argument("names", nargs="*", help=f"default: all of {sorted(FIGURES) + sorted(BADGES)}")
+    parser.add_argument("--out", type=Path, default=Path("figures"), help="folder to write to (default: figures)")
+    args = parser.parse_args(argv)
+    names = args.names or list(FIGURES) + list(BADGES)
     unknown = [n for n in names if n not in FIGURES and n not in BADGES]
     if unknown:
-        print(f"unknown figure(s) {unknown}; known: {sorted(FIGURES) + sorted(BADGES)}", file=sys.stderr)
+        print(f"unknown figure(s) {unknown}; known: {sorted(FIGURES) + sorted(BADGES)}")
         return 2
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         if name in BADGES:
-            path = FIGURES_DIR / f"{name}.svg"
+            path = args.out / f"{name}.svg"
             path.write_text(badge_svg(*BADGES[name]))
-            print(f"wrote {path.relative_to(FIGURES_DIR.parent)}")
+            print(f"wrote {path}")
             continue
         fmts = ("png", "svg") if name == "lora_factorisation" else ("png",)
-        for path in save_figure(FIGURES[name](), name, formats=fmts):
-            print(f"wrote {Path(path).relative_to(FIGURES_DIR.parent)}")
+        for path in save_figure(FIGURES[name](), name, formats=fmts, folder=args.out):
+            print(f"wrote {path}")
     return 0
 
 

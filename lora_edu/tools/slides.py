@@ -24,11 +24,13 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE_DIR = Path(__file__).resolve().parent / "assets" / "slides_templates"
+from lora_edu.tools.registry import notebook_paths
+
 TEMPLATE_NAME = "lora-edu-reveal"
-DEFAULT_OUT = ROOT / "build" / "slides"
-VENDOR = ROOT / "build" / "vendor"
+# Relative to the working directory (make runs in the repository root), never to this file: after
+# a pip install this file lives in site-packages.
+DEFAULT_OUT = Path("build") / "slides"
+VENDOR = Path("build") / "vendor"
 
 REVEAL_VERSION = "5.2.1"
 # sha256 of the npm tarball reveal.js-5.2.1.tgz, checked on every build (also of a cached copy).
@@ -47,6 +49,8 @@ def _cell_lines(cell) -> int:
     n = len(cell.source.splitlines())
     for out in cell.get("outputs", []):
         data = out.get("data", {})
+        if WIDGET_MIME in data and "image/png" not in data:
+            continue  # a live widget is not on a slide (its static PNG, the next output, is)
         if "image/png" in data or "image/svg+xml" in data:
             n += 14
         elif out.get("output_type") == "stream":
@@ -177,9 +181,20 @@ def _rebase_images(source: str, nb_dir: Path, base: Path) -> str:
     return _MD_IMAGE.sub(fix, source)
 
 
+def template_dir() -> Path:
+    """The folder of the offline slide template, shipped inside the package (package data)."""
+    from importlib.resources import files
+
+    return Path(str(files("lora_edu") / "assets" / "slides_templates"))
+
+
 def static_copy(nb, nb_dir: Path | None = None, base: Path | None = None):
-    """A copy of ``nb`` with widget views dropped (their static PNG fallback is shown instead), and
-    markdown image paths rewritten from ``nb_dir`` to ``base`` when both are given."""
+    """A copy of ``nb`` with widget views dropped, and markdown image paths rewritten from
+    ``nb_dir`` to ``base`` when both are given.
+
+    An explorer's live widget is its own output, followed by an output with its static PNG: the
+    widget output goes, the PNG stays. (A widget view bundled with a PNG keeps only the PNG.)
+    """
     nb = copy.deepcopy(nb)
     if nb_dir is not None and base is not None:
         for cell in nb.cells:
@@ -187,12 +202,18 @@ def static_copy(nb, nb_dir: Path | None = None, base: Path | None = None):
                 cell.source = _rebase_images(cell.source, Path(nb_dir).resolve(), Path(base).resolve())
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
-        for out in cell.get("outputs", []):
+        if "outputs" not in cell:
+            continue
+        kept = []
+        for out in cell.outputs:
             data = out.get("data", {})
-            if WIDGET_MIME in data and len(data) > 1:
+            if WIDGET_MIME in data:
+                if "image/png" not in data:
+                    continue  # the note "the widget did not render" is for readers, not an audience
                 del data[WIDGET_MIME]
-                if "image/png" in data:  # the fallback note is for kernel-less viewers, not an audience
-                    data.pop("text/plain", None)
+                data.pop("text/plain", None)
+            kept.append(out)
+        cell.outputs = kept
     return nb
 
 
@@ -204,7 +225,7 @@ def build_slides(notebooks: list[Path], out: str | Path = DEFAULT_OUT, vendor: P
     out.mkdir(parents=True, exist_ok=True)
     urls = install_assets(out, vendor)
     exporter = SlidesExporter(
-        extra_template_basedirs=[str(TEMPLATE_DIR)], template_name=TEMPLATE_NAME,
+        extra_template_basedirs=[str(template_dir())], template_name=TEMPLATE_NAME,
         reveal_url_prefix=urls["reveal"], mathjax_url=urls["mathjax"],
         embed_images=True,       # markdown figures (../figures/*.png) go inside the file
         reveal_theme="white",    # "simple" imports Google Fonts; "white" has its fonts beside it
@@ -217,7 +238,7 @@ def build_slides(notebooks: list[Path], out: str | Path = DEFAULT_OUT, vendor: P
         missing = [i for i, c in enumerate(nb.cells) if "slide_type" not in c.metadata.get("slideshow", {})]
         if missing:
             raise ValueError(f"{path.name}: cells {missing[:5]} have no slideshow metadata; run "
-                             f"python -m lora_edu.slides --annotate")
+                             f"python -m lora_edu.tools.slides --annotate")
         base = path.parent.resolve().parent     # the repository root: notebooks/ and figures/ are under it
         body, _ = exporter.from_notebook_node(static_copy(nb, path.parent, base),
                                               resources={"metadata": {"path": str(base), "name": path.stem}})
@@ -229,12 +250,16 @@ def build_slides(notebooks: list[Path], out: str | Path = DEFAULT_OUT, vendor: P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Lecture slides from the course notebooks (offline reveal.js).")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/0*.ipynb")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT.relative_to(ROOT)}")
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="default: every notebook of lora_edu.tools.registry, in notebooks/")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
     parser.add_argument("--annotate", action="store_true",
                         help="(authors) write the slide types into the notebooks' cell metadata and exit")
     args = parser.parse_args(argv)
-    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("0*.ipynb"))
+    notebooks = args.notebooks or notebook_paths()
+    missing = [str(p) for p in notebooks if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such notebook(s): {', '.join(missing)} (run from the repository root, or name them)")
     if args.annotate:
         for nb in notebooks:
             print(f"{nb.name}: {'updated' if annotate(nb) else 'unchanged'}")

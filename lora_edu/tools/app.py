@@ -1,7 +1,8 @@
 """The classroom app: every slider explorer of the course on one page, served by voila.
 
-``make app`` (``python -m lora_edu.app``) writes a small notebook whose code cells only call the
-section builders below, and serves it with voila on localhost. Voila shows outputs and hides the
+``make app`` (``python -m lora_edu.tools.app``) writes a small notebook whose code cells only call
+the section builders below (one per notebook that has an app section in
+:mod:`lora_edu.tools.registry`), and serves it with voila on localhost. Voila shows outputs and hides the
 code, so what a teacher projects is sliders, pictures and numbers. Everything is computed here,
 from data that ships with matplotlib and scikit-learn, so the page works with no internet.
 
@@ -13,83 +14,73 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
 from lora_edu._checks import check_int
+from lora_edu.tools.registry import app_sections
+
+if TYPE_CHECKING:
+    from lora_edu.explorers import Explorer
 
 DEFAULT_NOTEBOOK = Path("build") / "app" / "lora_edu_classroom.ipynb"
 
-# (heading, one-line lesson, builder): the rank explorer first (the course's headline picture), then
-# notebook order. The app notebook is generated from this list.
-SECTIONS: list[tuple[str, str, str]] = [
-    ("Rank-k approximation of a photo (notebook 02)",
-     "Drag k: the image sharpens fast at first, and the error curve shows why - singular values fall quickly.",
-     "rank_section"),
-    ("A matrix made of rank-1 outer products (notebook 01)",
-     "Each term adds one rank; the noise slider shows why numerical rank needs a tolerance.",
-     "outer_product_section"),
-    ("Linear autoencoder vs PCA (notebook 03)",
-     "At every bottleneck size k the trained linear autoencoder reconstructs as well as PCA.",
-     "autoencoder_section"),
-    ("What LoRA learns at each rank r (notebook 04)",
-     "The learned update B A has at most r non-zero singular values (the readout counts them); "
-     "accuracy saturates at small r.",
-     "lora_section"),
-    ("Bits and block size vs quantization error (notebook 05)",
-     "One outlier ruins a per-tensor scale; small blocks confine the damage.",
-     "quantization_section"),
-]
+
+def sections() -> list[tuple[str, str, str]]:
+    """``(heading, lesson, builder)`` per section, in page order, from the notebook registry."""
+    return [(f"{sec.heading} (notebook {nb.number:02d})", sec.lesson, sec.builder) for nb, sec in app_sections()]
 
 
-def rank_section(size: int = 256, k: int = 20):
+def rank_section(size: int = 256, r: int = 20) -> Explorer:
     """The rank explorer on matplotlib's Grace Hopper photo (grayscale, ``size`` x ``size``)."""
     from lora_edu.data import sample_image
-    from lora_edu.widgets import rank_explorer
+    from lora_edu.explorers import rank_explorer
 
-    return rank_explorer(sample_image(size=check_int(size, "size", 16, 1024)), k=k)
+    return rank_explorer(sample_image(size=check_int(size, "size", 16, 1024)), r=r)
 
 
-def outer_product_section():
+def outer_product_section() -> Explorer:
     """The outer-product explorer (a 12 x 10 matrix from up to 10 rank-1 terms plus noise)."""
-    from lora_edu.widgets import outer_product_explorer
+    from lora_edu.explorers import outer_product_explorer
 
     return outer_product_explorer()
 
 
-def autoencoder_section(ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32), nonlinear_ks: tuple[int, ...] = (8, 32)):
-    """Linear autoencoders (every k in ``ks``) and non-linear ones (``nonlinear_ks``) on digits."""
+def autoencoder_section(rs: tuple[int, ...] = (1, 2, 4, 8, 16, 32), nonlinear_rs: tuple[int, ...] = (8, 32),
+                        ) -> Explorer:
+    """Linear autoencoders (every code size r in ``rs``) and non-linear ones (``nonlinear_rs``) on digits."""
     from lora_edu import autoencoder as AE
     from lora_edu.data import load_digits_data, train_test_split_indices
-    from lora_edu.widgets import autoencoder_explorer
+    from lora_edu.explorers import autoencoder_explorer
 
-    if not ks or any(k not in ks for k in nonlinear_ks):
-        raise ValueError(f"nonlinear_ks must be a subset of a non-empty ks, got ks={ks}, nonlinear_ks={nonlinear_ks}")
+    if not rs or any(r not in rs for r in nonlinear_rs):
+        raise ValueError(f"nonlinear_rs must be a subset of a non-empty rs, got rs={rs}, nonlinear_rs={nonlinear_rs}")
     X, _ = load_digits_data()
     train, test = train_test_split_indices(len(X), 0.2, 0)
     X_train, mean = AE.center(X[train])
     X_test, _ = AE.center(X[test], mean)
     linear, nonlinear = {}, {}
-    for k in ks:
-        linear[k] = AE.LinearAutoencoder(64, k)
-        AE.train_autoencoder(linear[k], X_train, epochs=1000, lr=0.02, seed=0, progress=False)
-    for k in nonlinear_ks:
-        nonlinear[k] = AE.NonlinearAutoencoder(64, k, hidden=64)
-        AE.train_autoencoder(nonlinear[k], X_train, epochs=150, lr=3e-3, seed=0, batch_size=64, progress=False)
+    for r in rs:
+        linear[r] = AE.LinearAutoencoder(64, r)
+        AE.train_autoencoder(linear[r], X_train, epochs=1000, lr=0.02, seed=0, progress=False)
+    for r in nonlinear_rs:
+        nonlinear[r] = AE.NonlinearAutoencoder(64, r, hidden=64)
+        AE.train_autoencoder(nonlinear[r], X_train, epochs=150, lr=3e-3, seed=0, batch_size=64, progress=False)
     return autoencoder_explorer(X_train, X_test, mean, linear, nonlinear, n_show=6)
 
 
-def lora_section(ranks: tuple[int, ...] = (1, 2, 4, 8, 16), epochs: int = 60):
+def lora_section(ranks: tuple[int, ...] = (1, 2, 4, 8, 16), epochs: int = 60) -> Explorer:
     """Adapt a digits-0-4 MLP to digits 5-9 with LoRA at each rank, and by full fine-tuning."""
     import torch
 
     from lora_edu import lora as L
+    from lora_edu._utils import count_parameters
+    from lora_edu.explorers import lora_rank_explorer
     from lora_edu.tasks import DigitsMLP, accuracy, digits_shift_task, train_classifier
-    from lora_edu.widgets import lora_rank_explorer
 
     task = digits_shift_task(test_fraction=0.3, seed=0)
     base = DigitsMLP(hidden=128, seed=0)
@@ -101,7 +92,7 @@ def lora_section(ranks: tuple[int, ...] = (1, 2, 4, 8, 16), epochs: int = 60):
         model.head.requires_grad_(True)
         train_classifier(model, task.target_train, epochs=epochs, lr=3e-3, seed=0)
         results[r] = dict(singular_values=torch.linalg.svdvals(model.fc2.delta_weight().detach()).numpy(),
-                          accuracy=accuracy(model, task.target_test), trainable=L.count_parameters(model)[0])
+                          accuracy=accuracy(model, task.target_test), trainable=count_parameters(model)[0])
     full = copy.deepcopy(base)
     train_classifier(full, task.target_train, epochs=epochs, lr=1e-3, seed=0)
     full_delta = (full.fc2.weight - base.fc2.weight).detach()
@@ -109,11 +100,11 @@ def lora_section(ranks: tuple[int, ...] = (1, 2, 4, 8, 16), epochs: int = 60):
                               full_accuracy=accuracy(full, task.target_test))
 
 
-def quantization_section(shape: tuple[int, int] = (256, 256), seed: int = 0):
+def quantization_section(shape: tuple[int, int] = (256, 256), seed: int = 0) -> Explorer:
     """A Gaussian weight (std 0.02, like GPT-2's initialisation) with one outlier 50x its max."""
     import torch
 
-    from lora_edu.widgets import quantization_explorer
+    from lora_edu.explorers import quantization_explorer
 
     g = torch.Generator().manual_seed(seed)
     w = 0.02 * torch.randn(*shape, generator=g)
@@ -129,10 +120,11 @@ def app_notebook() -> nbformat.NotebookNode:
         "# lora-edu classroom explorers\n\n"
         "Every slider of the course on one page. Drag a slider, or click it and use the arrow keys. "
         "Computed on this machine; no internet needed. The notebooks explain each picture."))
-    nb.cells.append(nbformat.v4.new_code_cell("from lora_edu import app"))
-    for heading, lesson, builder in SECTIONS:
+    nb.cells.append(nbformat.v4.new_code_cell("from lora_edu.tools import app"))
+    for heading, lesson, builder in sections():
         nb.cells.append(nbformat.v4.new_markdown_cell(f"## {heading}\n\n{lesson}"))
-        nb.cells.append(nbformat.v4.new_code_cell(f"app.{builder}()"))
+        # live only: the page always has a kernel, so the static picture would never be seen
+        nb.cells.append(nbformat.v4.new_code_cell(f"app.{builder}().show(static=False)"))
     return nb
 
 
@@ -150,13 +142,6 @@ def write_app_notebook(path: str | Path = DEFAULT_NOTEBOOK, *, overwrite: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(app_notebook(), str(path))
     return path
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 OFFLINE_TEMPLATE = "lora-edu-offline"
@@ -210,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     args = parser.parse_args(argv)
     path = write_app_notebook(args.notebook)
-    print(f"wrote {path} ({len(SECTIONS)} explorers)")
+    print(f"wrote {path} ({len(sections())} explorers)")
     if args.write_only:
         return 0
     data_dir = path.parent / "share"

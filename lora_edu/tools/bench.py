@@ -5,8 +5,12 @@ the repeats, and states the machine and thread count. Timings depend on the mach
 is asserted in the test suite (a smoke test runs ``--quick`` once with tiny sizes); the goals in the
 table are the course's targets, and each row says whether this run met its goal.
 
-    python -m lora_edu.bench            # full sizes, writes figures/bench.json and figures/bench.png
-    python -m lora_edu.bench --quick    # tiny sizes, seconds (what the smoke test runs)
+    python -m lora_edu.tools.bench            # full sizes, writes figures/bench.json and figures/bench.png
+    python -m lora_edu.tools.bench --quick    # tiny sizes, seconds (what the smoke test runs)
+
+Run it from the repository root: the notebooks row reads ``notebooks/`` and the output goes to
+``figures/`` of the working directory (``--root`` and ``--out`` change both). The browser row
+needs Chromium (``lora_edu.tools.browser``) and is reported as skipped where there is none.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,26 +34,34 @@ import numpy as np
 import torch
 from torch import nn
 
-from lora_edu.plotting import FIGURES_DIR, OKABE_ITO
+from lora_edu._utils import count_parameters, optimizer_state_bytes, progress
+from lora_edu.plotting import OKABE_ITO, new_figure
+from lora_edu.tools.registry import notebook_paths
 
 
 @dataclass
 class Row:
+    """One measurement: A and B timed side by side, their ratio, and the goal for it."""
+
     name: str
     a: str
     b: str
-    a_value: float
-    b_value: float
+    a_value: float | None
+    b_value: float | None
     unit: str
     goal: str
-    met: bool | None  # None: reported only, no goal
+    met: bool | None  # None: reported only, no goal (or skipped)
+    skipped: str = ""  # why this row was not measured here
 
     @property
-    def ratio(self) -> float:
+    def ratio(self) -> float | None:
+        if self.a_value is None or self.b_value is None:
+            return None
         return self.a_value / self.b_value if self.b_value else float("inf")
 
 
-def interleaved(fn_a, fn_b, repeats: int = 20, warmup: int = 3) -> tuple[float, float]:
+def interleaved(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int = 20,
+                warmup: int = 3) -> tuple[float, float]:
     """Median seconds of ``fn_a`` and ``fn_b``, timed alternately so drift hits both equally."""
     for _ in range(warmup):
         fn_a()
@@ -139,7 +153,7 @@ def row_gpt2_lora_vs_full(quick: bool) -> list[Row]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from lora_edu.finetune import measure_peak_memory
-    from lora_edu.lora import add_lora, count_parameters, mark_only_lora_as_trainable
+    from lora_edu.lora import add_lora, mark_only_lora_as_trainable
 
     cfg = GPT2Config(n_embd=64, n_layer=2, n_head=2) if quick else GPT2Config()
     seq = 32 if quick else 128
@@ -158,9 +172,8 @@ def row_gpt2_lora_vs_full(quick: bool) -> list[Row]:
 
         step()  # creates the optimizer state
         _, peak = measure_peak_memory(lambda: [step() for _ in range(2)])
-        state = sum(t.numel() * t.element_size() for s in opt.state.values() for k, t in s.items()
-                    if torch.is_tensor(t) and k != "step")
-        results[name] = dict(trainable=count_parameters(model)[0], state=state, peak=peak, step=step)
+        results[name] = dict(trainable=count_parameters(model)[0], state=optimizer_state_bytes(opt), peak=peak,
+                             step=step)
     t_lora, t_full = interleaved(results["lora"]["step"], results["full"]["step"], repeats=2 if quick else 5,
                                  warmup=1)
     label = "GPT-2 tiny" if quick else "GPT-2 small (124M, random weights)"
@@ -178,29 +191,30 @@ def row_gpt2_lora_vs_full(quick: bool) -> list[Row]:
 
 
 def row_slider_vs_svd(quick: bool) -> list[Row]:
-    """4. One rank-slider update (reconstruct + update artists + draw) vs recomputing the SVD."""
+    """4. One rank-slider move in Python (reconstruct at display size, encode the pixels, redraw the
+    SVG marks, readout) vs recomputing the SVD."""
     from lora_edu.data import sample_image
-    from lora_edu.widgets import rank_explorer
+    from lora_edu.explorers import rank_explorer
 
-    img = sample_image(size=128 if quick else 512)
-    ex = rank_explorer(img, k=20)
-    ks = iter(np.tile(np.arange(10, 60), 100))
+    img = sample_image(size=128) if quick else sample_image()
+    ex = rank_explorer(img, r=20)
+    rs = iter(np.tile(np.arange(10, 60), 100))
 
     def move():
-        ex.slider.value = int(next(ks))
+        ex.slider.value = int(next(rs))
 
     ts, tsvd = interleaved(move, lambda: np.linalg.svd(img, full_matrices=False), repeats=5 if quick else 20)
     tr, tsvd2 = interleaved(lambda: ex.cache.approx(20), lambda: np.linalg.svd(img, full_matrices=False),
                             repeats=5 if quick else 20)
     size = f"{img.shape[0]}x{img.shape[1]}"
-    return [Row(f"rank slider on a {size} image: one move (incl. PNG render) vs one SVD", "slider update",
+    return [Row(f"rank slider, {size} image: one move (pixels, marks, readout) vs one SVD", "slider update",
                 "np.linalg.svd", ts * 1e3, tsvd * 1e3, "ms", "update/SVD <= 1/20", ts / tsvd <= 1 / 20),
-            Row(f"rank slider on a {size} image: the rank-20 reconstruction alone vs one SVD", "U_k s_k Vt_k",
+            Row(f"rank slider, {size} image: the full-size rank-20 product alone vs one SVD", "U_r s_r Vt_r",
                 "np.linalg.svd", tr * 1e3, tsvd2 * 1e3, "ms", "reported", None)]
 
 
 def row_quant_vs_copy(quick: bool) -> list[Row]:
-    """5. NF4 and int8 quantize + dequantize of a weight vs a plain copy of it."""
+    """6. NF4 and int8 quantize + dequantize of a weight vs a plain copy of it."""
     from lora_edu.quant import absmax_dequantize, absmax_quantize, nf4_dequantize, nf4_quantize
 
     n = 256 if quick else 4096
@@ -226,11 +240,39 @@ def row_quant_vs_copy(quick: bool) -> list[Row]:
     ]
 
 
+def row_browser_latency(quick: bool, presses: int = 30) -> list[Row]:
+    """5. In JupyterLab in headless Chromium: a key press on the rank slider (notebook 02's photo)
+    until the new picture is painted, vs the floor, a no-op widget round trip (a slider echoing
+    its value into a label) in the same kernel, key presses interleaved."""
+    from lora_edu.tools import browser as B
+
+    name = "rank slider in JupyterLab (Chromium): key press -> new picture vs no-op widget"
+    why = "skipped with --quick" if quick else B.browser_missing()
+    if why:
+        return [Row(name, "explorer", "no-op", None, None, "ms", "explorer/no-op <= 1.5", None, skipped=why)]
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="lora-edu-bench-") as tmp:
+        src = Path(tmp) / "src"
+        B.write_latency_notebook(src / "latency.ipynb")
+        lab = B.start_lab(Path(tmp) / "lab", src)
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(B.CHROMIUM), args=B.CHROMIUM_ARGS, headless=True)
+                page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+                times = B.measure_latency(page, lab, "latency.ipynb", presses=presses)
+                browser.close()
+        finally:
+            lab.stop()
+    ta, tb = statistics.median(times["explorer"]), statistics.median(times["noop"])
+    return [Row(name, "explorer", "no-op", ta, tb, "ms", "explorer/no-op <= 1.5", ta / tb <= 1.5)]
+
+
 def row_notebooks(root: Path) -> list[Row]:
-    """6. Seconds per notebook under nbval on this machine (each in its own pytest process)."""
+    """7. Seconds per notebook under nbval on this machine (each in its own pytest process)."""
     rows = []
     total = 0.0
-    for nb in sorted((root / "notebooks").glob("0*.ipynb")):
+    for nb in notebook_paths(root / "notebooks"):
         t0 = time.perf_counter()
         run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(nb)],
                              cwd=root, capture_output=True, text=True)
@@ -244,6 +286,7 @@ def row_notebooks(root: Path) -> list[Row]:
 
 
 def machine() -> dict:
+    """The machine the numbers were measured on."""
     return {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
@@ -251,13 +294,16 @@ def machine() -> dict:
 
 
 def render(rows: list[Row], info: dict) -> str:
+    """The table ``make bench`` prints."""
     gpu = ", GPU " + info["gpu"] if info["gpu"] else ", no GPU"
     lines = [f"lora-edu bench on {info['processor']} ({info['cpus']} CPUs, {info['torch_threads']} torch threads)"
              f"{gpu}; torch {info['torch']}; medians of interleaved runs",
              f"{'measurement':78s} {'A':>10} {'B':>10} {'A/B':>8}  goal"]
     for r in rows:
         goal = r.goal if r.met is None else f"{r.goal}: {'met' if r.met else 'NOT met'}"
-        if r.b == "-":
+        if r.skipped:
+            lines.append(f"{r.name:78s} {'-':>10} {'-':>10} {'-':>8}  {r.goal}: {r.skipped}")
+        elif r.b == "-":
             lines.append(f"{r.name:78s} {r.a_value:>9.1f}{r.unit} {'':>10} {'':>8}  {goal}")
         else:
             lines.append(f"{r.name:78s} {r.a_value:>10.4g} {r.b_value:>10.4g} {r.ratio:>8.4f}  {goal}  [{r.unit}]")
@@ -265,9 +311,8 @@ def render(rows: list[Row], info: dict) -> str:
 
 
 def plot(rows: list[Row], path: Path) -> None:
-    from lora_edu.widgets import new_figure
-
-    ratio_rows = [r for r in rows if r.b != "-"]
+    """A bar per measured ratio (log scale), styled by whether its goal was met."""
+    ratio_rows = [r for r in rows if r.b != "-" and not r.skipped]
     fig = new_figure((9, 0.45 * len(ratio_rows) + 1.2))
     ax = fig.subplots()
     y = np.arange(len(ratio_rows))
@@ -285,21 +330,26 @@ def plot(rows: list[Row], path: Path) -> None:
     fig.savefig(path)
 
 
+STEPS: tuple[Callable[[bool], list[Row]], ...] = (
+    row_lora_vs_peft, row_merged_vs_plain, row_gpt2_lora_vs_full, row_slider_vs_svd, row_browser_latency,
+    row_quant_vs_copy,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course benchmarks (make bench).")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, no notebooks (the smoke test)")
-    parser.add_argument("--skip-notebooks", action="store_true", help="leave out row 6 (about 5 minutes)")
-    parser.add_argument("--out", type=Path, default=FIGURES_DIR, help="folder for bench.json and bench.png")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, no notebooks, no browser (the smoke test)")
+    parser.add_argument("--skip-notebooks", action="store_true", help="leave out the notebooks row (about 5 minutes)")
+    parser.add_argument("--root", type=Path, default=Path("."), help="the repository (default: the working directory)")
+    parser.add_argument("--out", type=Path, default=Path("figures"),
+                        help="folder for bench.json and bench.png (default: figures)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     rows: list[Row] = []
-    steps = [row_lora_vs_peft, row_merged_vs_plain, row_gpt2_lora_vs_full, row_slider_vs_svd, row_quant_vs_copy]
-    from tqdm.auto import tqdm
-
-    for fn in tqdm(steps, desc="benchmarks", disable=args.quick):
+    for fn in progress(STEPS, desc="benchmarks", disable=args.quick):
         rows += fn(args.quick)
     if not (args.quick or args.skip_notebooks):
-        rows += row_notebooks(Path(__file__).resolve().parent.parent)
+        rows += row_notebooks(args.root)
     info = machine()
     print(render(rows, info))
     args.out.mkdir(parents=True, exist_ok=True)

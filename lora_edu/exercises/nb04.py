@@ -1,0 +1,275 @@
+"""Exercises of notebook 04 (a LoRA layer from scratch).
+
+Each exercise holds its problem; the learner passes only the answer::
+
+    from lora_edu.exercises import nb04
+    nb04.gpt2_medium_params.show()
+    answer = None                     # <- your answer
+    nb04.gpt2_medium_params.check(answer)
+
+* 04.1 :data:`gpt2_medium_params` - trainable parameters of LoRA on GPT-2 medium's fused ``c_attn``;
+* 04.2 :data:`merge_conv1d` - the merged weight of a GPT-2 ``Conv1D`` layer (stored (in, out));
+* 04.3 :data:`gradients_at_init` - dL/dA and dL/dB of a LoRA layer at B = 0;
+* 04.4 :data:`rslora_alpha` - the ``lora_alpha`` that keeps the scaling when switching to rsLoRA;
+* 04.5 :data:`extract_lora` - the best rank-r factors B, A of a given update (Eckart-Young).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lora_edu.exercises._core import Exercise, as_number, is_whole_number
+
+__all__ = ["extract_lora", "gradients_at_init", "gpt2_medium_params", "merge_conv1d", "rslora_alpha"]
+
+
+def _as_array(answer: object, name: str = "answer") -> np.ndarray:
+    """``answer`` (numpy array, torch tensor or nested lists) as a float64 array."""
+    if hasattr(answer, "detach"):  # a torch tensor
+        answer = answer.detach().cpu().numpy()
+    arr = np.asarray(answer, dtype=np.float64)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be an array of numbers")
+    return arr
+
+
+def _read_only(problem: dict) -> dict:
+    """Freeze the problem's arrays: ``W = data["W"]; W += ...`` then raises instead of changing the problem."""
+    for value in problem.values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return problem
+
+
+def _close(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max()))))
+
+
+# --- 04.1: count LoRA parameters on GPT-2 medium's c_attn ---------------------------------------
+
+
+def _check_gpt2_params(answer, n_layer: int, n_embd: int, r: int, target_modules: tuple[str, ...]):
+    if not is_whole_number(answer):
+        return False, f"give a whole number of parameters (an int), got {answer!r}"
+    k, d = n_embd, 3 * n_embd  # c_attn maps n_embd inputs to Q, K and V at once: d = 3 n_embd outputs
+    right = n_layer * r * (k + d)
+    if answer == right:
+        return True, (f"{n_layer} blocks x r (k + d) = {n_layer} x {r} x ({k} + {d}) = {right:,}: "
+                      f"A is {r} x {k}, B is {d} x {r}")
+    known = {
+        n_layer * r * (k + k): f"you took c_attn as {k} x {k}; it computes Q, K and V at once, so it maps {k} -> {d}",
+        n_layer * r * k: f"you counted only A ({r} x {k}); B ({d} x {r}) trains too",
+        n_layer * r * d: f"you counted only B ({d} x {r}); A ({r} x {k}) trains too",
+        r * (k + d): f"that is one block; GPT-2 medium has {n_layer} blocks, each with its own c_attn",
+        n_layer * k * d: "that is the size of the frozen c_attn weights, not of the adapters",
+        n_layer * r * k * d: "r x k x d is not a LoRA count: A and B have r (k + d) numbers together, not r k d",
+        n_layer * (k + d): f"that is rank 1; multiply by r = {r}",
+    }
+    if answer in known:
+        return False, known[answer]
+    return False, (f"{answer:,} is not it: count A (r x k) and B (d x r) of c_attn in each of the "
+                   f"{n_layer} blocks (what are k and d for c_attn?)")
+
+
+gpt2_medium_params = Exercise(
+    key="04.1",
+    statement=("LoRA with r = 16 on GPT-2 medium's attention input projection only "
+               "(target_modules=['c_attn']): how many trainable parameters does it add?"),
+    checker=_check_gpt2_params,
+    data=dict(n_layer=24, n_embd=1024, r=16, target_modules=("c_attn",)),
+    answer_format="an int",
+)
+
+
+# --- 04.2: merge into a Conv1D weight ---------------------------------------------------------
+
+
+def _merge_problem() -> dict:
+    rng = np.random.default_rng(404)
+    k, d, r, alpha = 5, 3, 2, 8.0  # Conv1D: k = 5 inputs, d = 3 outputs; its weight is stored (k, d)
+    return dict(
+        W_stored=np.round(rng.standard_normal((k, d)), 2),
+        A=np.round(rng.standard_normal((r, k)), 2),
+        B=np.round(rng.standard_normal((d, r)), 2),  # non-zero: a trained adapter
+        alpha=alpha,
+        r=r,
+    )
+
+
+def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
+    ans = _as_array(answer)
+    s = alpha / r
+    delta = B @ A  # (d, k): the update in nn.Linear's (out, in) layout
+    right = W_stored + s * delta.T
+    if ans.shape != right.shape:
+        if ans.shape == delta.shape:
+            return False, (f"shape {ans.shape} is nn.Linear's (out, in) layout; this Conv1D stores its weight "
+                           f"(in, out) = {right.shape}, so the update must be added transposed")
+        return False, f"the merged weight has the stored weight's shape {right.shape}, got {ans.shape}"
+    if _close(ans, right):
+        return True, f"W + (alpha / r) (B A)^T with alpha / r = {s:g}: the layer now computes x W' + b in one product"
+    known = [
+        (W_stored, "that is the stored weight unchanged; B is not zero here, so the update is not zero"),
+        (W_stored + delta.T, f"you forgot the scaling alpha / r = {s:g}"),
+        (W_stored + alpha / math.sqrt(r) * delta.T, "that is rsLoRA's alpha / sqrt(r); this adapter uses alpha / r"),
+        (W_stored - s * delta.T, "wrong sign: subtracting the update is unmerge, not merge"),
+        (s * delta.T, "that is the update alone; the merged weight is the stored weight plus the update"),
+        (W_stored + alpha * delta.T, "you multiplied by alpha; the scaling is alpha / r"),
+    ]
+    for value, why in known:
+        if _close(ans, value):
+            return False, why
+    return False, "not W + (alpha / r) (B A)^T; check the product order B A (d x k) and the transpose"
+
+
+merge_conv1d = Exercise(
+    key="04.2",
+    statement=("A GPT-2 Conv1D layer stores its weight as (in, out) = (k, d) and computes x W + b. "
+               "Given its stored weight, a trained adapter A (r x k), B (d x r), alpha and r, compute the "
+               "merged stored weight."),
+    checker=_check_merge_conv1d,
+    data=_read_only(_merge_problem()),
+    answer_format="a (5, 3) array or tensor",
+)
+
+
+# --- 04.3: gradients at B = 0 -------------------------------------------------------------------
+
+
+def _grad_problem() -> dict:
+    rng = np.random.default_rng(43)
+    n, k, d, r = 4, 5, 3, 2
+    return dict(
+        X=np.round(rng.standard_normal((n, k)), 2),  # n examples (rows), k inputs
+        A=np.round(rng.standard_normal((r, k)), 2),
+        G=np.round(rng.standard_normal((n, d)), 2),  # dL/dH for H = X W0^T + s X A^T B^T
+        alpha=4.0,
+        r=r,
+    )
+
+
+def _check_gradients(answer, X, A, G, alpha, r):
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        return False, "give a pair (grad_A, grad_B): grad_A of A's shape (r, k), grad_B of B's shape (d, r)"
+    gA, gB = _as_array(answer[0], "grad_A"), _as_array(answer[1], "grad_B")
+    s = alpha / r
+    right_A = np.zeros_like(A)  # s B^T G^T X with B = 0
+    right_B = s * G.T @ X @ A.T  # (d, r)
+    if gA.shape != right_A.shape:
+        return False, f"grad_A must have A's shape {right_A.shape}, got {gA.shape}"
+    if gB.shape != right_B.shape:
+        if gB.shape == right_B.T.shape:
+            return False, f"grad_B is transposed: it has B's shape (d, r) = {right_B.shape}"
+        return False, f"grad_B must have B's shape (d, r) = {right_B.shape}, got {gB.shape}"
+    if not _close(gA, right_A):
+        return False, ("grad_A is not zero: dL/dA = s B^T G^T X, and B = 0 at the start, so A gets no gradient "
+                       "on the first step")
+    if _close(gB, right_B):
+        return True, ("grad_A = s B^T G^T X = 0 and grad_B = s G^T X A^T != 0: the first step moves only B, "
+                      "and the random A is what makes that gradient non-zero")
+    if not np.any(gB):
+        return False, "grad_B is not zero: dL/dB = s G^T (X A^T) involves A, which is random, not B"
+    if _close(gB, right_B / s):
+        return False, f"you forgot the scaling s = alpha / r = {s:g}: the LoRA path is multiplied by it"
+    if _close(gB, -right_B):
+        return False, "wrong sign: that is the step direction -dL/dB, not the gradient"
+    return False, "grad_B is not s G^T X A^T; differentiate H = X W0^T + s X A^T B^T with respect to B"
+
+
+gradients_at_init = Exercise(
+    key="04.3",
+    statement=("A LoRA layer computes H = X W0^T + s X A^T B^T (rows of X are the n examples), s = alpha / r, "
+               "and B = 0 as at initialisation. Given X, A and G = dL/dH, compute (dL/dA, dL/dB)."),
+    checker=_check_gradients,
+    data=_read_only(_grad_problem()),
+    answer_format="a pair (grad_A, grad_B) of arrays, shapes (2, 5) and (3, 2)",
+)
+
+
+# --- 04.4: rsLoRA's alpha for an unchanged scaling ----------------------------------------------
+
+
+def _check_rslora_alpha(answer, r_old, alpha_old, r_new):
+    val = as_number(answer)
+    if val is None:
+        return False, f"give a number (lora_alpha), got {answer!r}"
+    s = alpha_old / r_old
+    right = s * math.sqrt(r_new)
+    if math.isclose(val, right, rel_tol=5e-3):
+        return True, (f"the old scaling is {alpha_old:g} / {r_old} = {s:g}; rsLoRA divides by sqrt({r_new}), "
+                      f"so lora_alpha = {s:g} x sqrt({r_new}) = {right:.3f}")
+    known = [
+        (alpha_old, f"keeping lora_alpha = {alpha_old:g} gives {alpha_old:g} / sqrt({r_new}) = "
+                    f"{alpha_old / math.sqrt(r_new):.3f}, not {s:g}"),
+        (s * r_new, f"that keeps alpha / r = {s:g} for standard LoRA; with use_rslora=True the scaling is "
+                    f"alpha / sqrt(r) = {s * r_new / math.sqrt(r_new):.3f}"),
+        (s, f"{s:g} is the scaling itself; lora_alpha is what gets divided by sqrt(r)"),
+        (alpha_old / math.sqrt(r_old) * math.sqrt(r_new), f"that assumes the old adapter was rsLoRA too; it used "
+         f"standard scaling, {alpha_old:g} / {r_old} = {s:g}"),
+    ]
+    for value, why in known:
+        if math.isclose(val, value, rel_tol=5e-3):
+            return False, why
+    return False, f"{val:g} / sqrt({r_new}) = {val / math.sqrt(r_new):.3f}, but the old scaling was {s:g}"
+
+
+rslora_alpha = Exercise(
+    key="04.4",
+    statement=("An adapter was tuned with standard LoRA at r_old, lora_alpha = alpha_old. You retrain at r_new "
+               "with use_rslora=True and want the same scaling factor s as before. Which lora_alpha?"),
+    checker=_check_rslora_alpha,
+    data=dict(r_old=8, alpha_old=16, r_new=32),
+    answer_format="a number (3 decimals are enough)",
+)
+
+
+# --- 04.5: extract a rank-r LoRA from an update -------------------------------------------------
+
+
+def _extract_problem() -> dict:
+    rng = np.random.default_rng(45)
+    d, k = 12, 10
+    U = np.linalg.qr(rng.standard_normal((d, d)))[0][:, :k]
+    V = np.linalg.qr(rng.standard_normal((k, k)))[0]
+    sigma = np.array([9.0, 6.0, 4.0, 1.5, 1.0, 0.6, 0.4, 0.25, 0.15, 0.1])
+    return dict(delta_W=U @ np.diag(sigma) @ V.T, r=3)
+
+
+def _check_extract(answer, delta_W, r):
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        return False, "give a pair (B, A) with B of shape (d, r) and A of shape (r, k)"
+    B, A = _as_array(answer[0], "B"), _as_array(answer[1], "A")
+    d, k = delta_W.shape
+    if B.shape == (r, d) and A.shape == (k, r):
+        return False, ("these are the study notes' shapes (A k x r, B r x d, used as x A B); "
+                       f"in the paper's notation B is d x r = ({d}, {r}) and A is r x k = ({r}, {k})")
+    if B.shape != (d, r) or A.shape != (r, k):
+        return False, f"B must be (d, r) = ({d}, {r}) and A (r, k) = ({r}, {k}); got {B.shape} and {A.shape}"
+    U, S, Vt = np.linalg.svd(delta_W, full_matrices=False)
+    err = np.linalg.norm(delta_W - B @ A)
+    best = math.sqrt(float(np.sum(S[r:] ** 2)))
+    if math.isclose(err, best, rel_tol=1e-6, abs_tol=1e-9):
+        return True, (f"||delta W - B A||_F = {best:.4f} = sqrt(sum of the discarded sigma_i^2): no rank-{r} "
+                      "product does better (Eckart-Young)")
+    Ur, Vr = U[:, :r], Vt[:r]
+    if np.allclose(B @ A, Ur @ Vr, atol=1e-6):
+        return False, "you dropped Sigma_r: U_r V_r^T has the right directions but unit singular values"
+    if np.allclose(B @ A, Ur @ np.diag(S[:r] ** 2) @ Vr, atol=1e-6):
+        return False, "Sigma_r is in there twice (U_r Sigma_r and Sigma_r V_r^T); split it, e.g. sqrt(Sigma_r) each"
+    if np.allclose(B @ A, U[:, -r:] @ np.diag(S[-r:]) @ Vt[-r:], atol=1e-6):
+        return False, "you kept the r smallest singular values; numpy orders them largest first"
+    if not np.any(B @ A):
+        return False, "B A = 0 keeps none of delta W; take the top r singular triplets"
+    return False, f"||delta W - B A||_F = {err:.4f}, but the best rank-{r} product reaches {best:.4f}"
+
+
+extract_lora = Exercise(
+    key="04.5",
+    statement=("Extract a rank-r LoRA from a (full fine-tuning) update delta_W: factors B (d x r) and A (r x k) "
+               "that make ||delta_W - B A||_F as small as any rank-r product can."),
+    checker=_check_extract,
+    data=_read_only(_extract_problem()),
+    answer_format="a pair (B, A): B of shape (12, 3), A of shape (3, 10)",
+)
