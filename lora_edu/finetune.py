@@ -32,7 +32,7 @@ import torch
 
 from lora_edu._checks import check_float, check_int
 from lora_edu._utils import count_parameters, optimizer_state_bytes, progress
-from lora_edu.corpus import QUESTIONS, TaskExample, answer_has_right_type, chance_level, counting_qa_task
+from lora_edu.corpus import LABELS, TaskExample, category_task, chance_level
 
 
 def pick_device() -> torch.device:
@@ -117,12 +117,12 @@ def heldout_loss(model, tokenizer, examples: list[TaskExample], batch_size: int 
 
 
 # ------------------------------------------------------------------------------------------------
-# The task metric: greedy answers, exact match by question, next to chance
+# The task metric: greedy answers, exact match by kind, next to chance
 # ------------------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, examples: list[TaskExample], max_new_tokens: int = 8,
+def generate_answers(model, tokenizer, examples: list[TaskExample], max_new_tokens: int = 4,
                      batch_size: int = 64) -> list[str]:
     """Greedy answers (left-padded batches), cut at the first newline or end-of-text, stripped."""
     model.eval()
@@ -143,51 +143,85 @@ def generate_answers(model, tokenizer, examples: list[TaskExample], max_new_toke
     return answers
 
 
-def task_metrics(model, tokenizer, examples: list[TaskExample]) -> dict:
-    """Greedy answers scored against the targets, overall and by question, next to chance.
+def label_token_ids(tokenizer) -> list[int]:
+    """The GPT-2 token of each label word of :data:`lora_edu.corpus.LABELS` (" fruit", ...)."""
+    ids = [tokenizer(" " + label)["input_ids"] for label in LABELS]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"every label must be one token; got {dict(zip(LABELS, ids, strict=True))}")
+    return [i[0] for i in ids]
 
-    Returns ``exact_match`` (the answer is right), ``right_type`` (it is the right kind of
-    thing: a name for "who", ...), ``chance`` (exact match of guessing uniformly among the
-    answers a question can have, averaged over ``examples``), ``by_kind`` ({question:
-    {"exact_match", "chance", "n"}}) and the ``answers`` themselves.
+
+@torch.no_grad()
+def label_logprobs(model, tokenizer, examples: list[TaskExample], batch_size: int = 64) -> torch.Tensor:
+    """log P(label word | prompt) for every example and label: shape ``(len(examples), len(LABELS))``.
+
+    The probabilities of the next token over GPT-2's whole vocabulary, read at the 8 label tokens:
+    the model's ranking of the labels, whatever it would have generated.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    ids = torch.tensor(label_token_ids(tokenizer), device=device)
+    rows = []
+    for i in range(0, len(examples), batch_size):
+        batch = encode(examples[i : i + batch_size], tokenizer, device)
+        prompt_len = torch.tensor([len(tokenizer(ex.prompt)["input_ids"]) for ex in examples[i : i + batch_size]],
+                                  device=device)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    position_ids=batch["position_ids"])
+        # left padding: the answer's first token sits len(target) + 1 (eos) columns before the end
+        n_after = batch["attention_mask"].sum(-1) - prompt_len
+        last_prompt = batch["input_ids"].shape[1] - n_after - 1
+        logits = out.logits[torch.arange(len(last_prompt), device=device), last_prompt].float()
+        rows.append(torch.log_softmax(logits, -1)[:, ids])
+    return torch.cat(rows).cpu()
+
+
+def majority_baseline(train: list[TaskExample], test: list[TaskExample]) -> tuple[str, float]:
+    """The label most frequent in ``train`` and the exact match of always answering it on ``test``."""
+    from collections import Counter
+
+    label = Counter(ex.answer for ex in train).most_common(1)[0][0]
+    return label, sum(ex.answer == label for ex in test) / len(test)
+
+
+def task_metrics(model, tokenizer, examples: list[TaskExample], *, probe: bool = False) -> dict:
+    """Greedy answers and the ranking of the labels, scored overall and by kind, next to chance.
+
+    Returns ``exact_match`` (the greedy answer is the right label word and nothing else),
+    ``label_rate`` (the answer is one of the 8 label words, right or wrong), ``ranked`` (the right
+    label has the highest probability of the 8, the answer generated or not), ``chance`` (1/8),
+    ``by_kind`` ({kind: {"exact_match", "ranked", "n"}}) and the ``answers``. With ``probe=True``
+    (:func:`lora_edu.corpus.knowledge_probe`, prose that goes on after the label) only the first
+    word of the answer is compared.
     """
     answers = generate_answers(model, tokenizer, examples)
+    if probe:
+        answers = [a.split(".")[0].split(" ")[0].strip() for a in answers]
     right = [a == ex.answer for a, ex in zip(answers, examples, strict=True)]
+    best = label_logprobs(model, tokenizer, examples).argmax(-1).tolist()
+    ranked = [LABELS[b] == ex.answer for b, ex in zip(best, examples, strict=True)]
     by_kind = {}
-    for kind in QUESTIONS:
+    for kind in LABELS:
         idx = [i for i, ex in enumerate(examples) if ex.kind == kind]
         if idx:
-            by_kind[kind] = {"exact_match": sum(right[i] for i in idx) / len(idx), "chance": chance_level(kind),
-                             "n": len(idx)}
+            by_kind[kind] = {"exact_match": sum(right[i] for i in idx) / len(idx),
+                             "ranked": sum(ranked[i] for i in idx) / len(idx), "n": len(idx)}
     return {
         "exact_match": sum(right) / len(examples),
-        "right_type": sum(map(answer_has_right_type, answers, examples)) / len(examples),
-        "chance": sum(chance_level(ex.kind) for ex in examples) / len(examples),
+        "label_rate": sum(a in LABELS for a in answers) / len(examples),
+        "ranked": sum(ranked) / len(examples),
+        "chance": chance_level(),
         "by_kind": by_kind,
         "answers": answers,
     }
 
 
-def reading_accuracy(model, tokenizer, probes: list[TaskExample]) -> dict:
-    """How often the greedy continuation of each probe starts with its answer, then "." or the end.
-
-    ``probes`` from :func:`lora_edu.corpus.reading_probe`: a story and the start of a prose
-    restatement ("... The one who counted was"). Returns ``accuracy``, ``chance`` and ``by_kind``.
-    """
-    answers = [a.split(".")[0].strip() for a in generate_answers(model, tokenizer, probes)]
-    right = [a == ex.answer for a, ex in zip(answers, probes, strict=True)]
-    by_kind = {k: sum(r for r, ex in zip(right, probes, strict=True) if ex.kind == k)
-               / max(1, sum(ex.kind == k for ex in probes)) for k in QUESTIONS}
-    return {"accuracy": sum(right) / len(probes), "chance": sum(chance_level(ex.kind) for ex in probes) / len(probes),
-            "by_kind": by_kind}
-
-
 def format_metrics(metrics: dict, label: str) -> str:
-    """One line per question: exact match next to chance, and the overall line first."""
-    lines = [f"{label}: exact match {metrics['exact_match']:6.1%} (chance {metrics['chance']:.1%}), "
-             f"right type {metrics['right_type']:6.1%}"]
+    """The overall line (exact match and label ranking next to chance), then one line per kind."""
+    lines = [f"{label}: exact match {metrics['exact_match']:6.1%}, best-ranked label {metrics['ranked']:6.1%} "
+             f"(chance {metrics['chance']:.1%}); answers that are a label word {metrics['label_rate']:6.1%}"]
     for kind, m in metrics["by_kind"].items():
-        lines.append(f"    {kind:9s} {m['exact_match']:6.1%} of {m['n']:3d} (chance {m['chance']:.1%})")
+        lines.append(f"    {kind:10s} exact match {m['exact_match']:6.1%}, ranked {m['ranked']:6.1%} of {m['n']:3d}")
     return "\n".join(lines)
 
 
@@ -573,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     steps, lr = args.steps or hp.steps, args.lr or hp.lora_lr
     batch_size = args.batch_size or hp.batch_size
     targets = args.target_modules[0] if args.target_modules == ["all-linear"] else args.target_modules
-    task = counting_qa_task(n_test=args.n_test, seed=args.seed)
+    task = category_task(n_test=args.n_test, seed=args.seed)
     base.to(device)
     before = task_metrics(base, tokenizer, task["test"]) if process_index == 0 else None
     torch.manual_seed(args.seed)  # identical LoRA initialisation in every process
@@ -604,9 +638,9 @@ def main(argv: list[str] | None = None) -> int:
             "steps_done": history["steps"], "stopped": history["stopped"],
             "final_train_loss": history["loss"][-1] if history["loss"] else None,
             "heldout_loss": heldout_loss(model, tokenizer, task["test"]),
-            "exact_match": after["exact_match"], "right_type": after["right_type"],
+            "exact_match": after["exact_match"], "ranked": after["ranked"], "label_rate": after["label_rate"],
             "chance": after["chance"], "by_kind": after["by_kind"],
-            "baseline": {k: before[k] for k in ("exact_match", "right_type", "chance", "by_kind")},
+            "baseline": {k: before[k] for k in ("exact_match", "ranked", "label_rate", "chance", "by_kind")},
             "hparams_source": hp.source,
             "cost": {k: history[k] for k in ("steps", "seconds", "tokens", "peak_memory_bytes", "trainable",
                                              "optimizer_state_bytes", "device")},

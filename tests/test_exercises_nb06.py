@@ -6,7 +6,6 @@ import io
 import json
 import math
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from lora_edu.exercises import nb06
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "06_gpt2_peft_finetune.ipynb"
-KEYS = ["lora_params_gpt2", "adam_state_bytes", "chance_exact_match", "forgetting_nats", "underfitting_fixes"]
+KEYS = ["lora_params_gpt2", "adam_state_bytes", "majority_and_chance", "forgetting_nats", "underfitting_fixes"]
 
 
 def verdict(ex, answer):
@@ -78,19 +77,22 @@ def test_adam_state_bytes():
         assert not fb and words in fb.message, (answer, fb.message)
 
 
-def test_chance_exact_match_holds_the_notebooks_test_set():
-    ex = nb06.chance_exact_match
-    test = C.counting_qa_task(n_train=800, n_test=200, seed=0)["test"]
-    assert dict(ex.data["questions"]) == dict(Counter(x.kind for x in test))
-    assert all(ex.data["answers_per_question"][k] == len(C.candidate_answers(k)) for k in C.QUESTIONS)
-    right = sum(C.chance_level(x.kind) for x in test) / len(test)
-    assert verdict(ex, right) and verdict(ex, round(right, 4))
+def test_majority_and_chance():
+    ex = nb06.majority_and_chance
+    train, test = ex.data["train_counts"], ex.data["test_counts"]
+    assert set(train) == set(test) == set(C.LABELS)
+    assert sum(train.values()) == 800 and sum(test.values()) == 200
+    right = (20 / 200, 1 / 8)            # 'fruit' is the training majority; it is rare in the held-out set
+    assert verdict(ex, right) and verdict(ex, [0.1, 0.125]) and "below chance" in verdict(ex, right).message
     cases = [
-        (100 * right, "percentage"),
-        (0.25, "kind of question"),
-        (1 / 1036, "every possible answer"),
-        ((1 / 10 + 1 / 16 + 1 / 10) / 3, "left out the 'how many'"),
-        (0.5, "not yet"),
+        ((10.0, 12.5), "percentages"),
+        ((0.2, 0.125), "held-out set ('animal')"),           # majority chosen on the test set
+        ((140 / 800, 0.125), "training* set"),
+        ((0.1, sum(train[k] / 800 * test[k] / 200 for k in test)), "training set's label frequencies"),
+        ((0.1, sum((c / 200) ** 2 for c in test.values())), "held-out set's frequencies"),
+        ((0.1, 0.2), "uniform guess"),
+        ((0.3, 0.125), "majority class:"),
+        (0.1, "two numbers"),
     ]
     for answer, words in cases:
         fb = verdict(ex, answer)

@@ -34,21 +34,21 @@ def peft_model(folder, r=4, dropout=0.0, targets=("c_attn",)):
 
 def test_encode_left_pads_and_masks_the_prompt():
     tok = G.gpt2_tokenizer()
-    short = C.counting_qa_example("Ada", 7, "cats", "box", "who")
-    long = C.counting_qa_example("Grace", 347, "apples", "lecture hall", "how many", story=2)
+    short = C.category_example("Ada", 7, "cats", "yard")
+    long = C.category_example("Grace", 347, "pomegranates", "lecture hall", story=2)
     batch = F.encode([short, long], tok)
     n_short = len(tok(short.text)["input_ids"]) + 1  # + end-of-text
     width = batch["input_ids"].shape[1]
     assert width == len(tok(long.text)["input_ids"]) + 1 > n_short
     assert batch["attention_mask"][0].tolist() == [0] * (width - n_short) + [1] * n_short   # padding on the left
-    answer = tok(" Ada")["input_ids"] + [tok.eos_token_id]
+    answer = tok(" animal")["input_ids"] + [tok.eos_token_id]
     assert batch["labels"][0, -2:].tolist() == answer and (batch["labels"][0, :-2] == -100).all()
     assert batch["position_ids"][0, width - n_short:].tolist() == list(range(n_short))      # from the first real token
 
 
 def test_answer_loss_is_the_models_loss_and_ignores_padding(tiny):
     model, tok, _ = G.load_gpt2(str(tiny))
-    task = C.counting_qa_task(n_train=8, n_test=4)
+    task = C.category_task(n_train=8, n_test=4)
     batch = F.encode(task["train"], tok)
     with torch.no_grad():
         assert F.answer_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
@@ -59,7 +59,7 @@ def test_answer_loss_is_the_models_loss_and_ignores_padding(tiny):
 
 def test_training_reduces_heldout_loss_and_reports_its_cost(tiny):
     model, tok = peft_model(tiny)
-    task = C.counting_qa_task(n_train=64, n_test=16)
+    task = C.category_task(n_train=64, n_test=16)
     before = F.heldout_loss(model, tok, task["test"])
     hist = F.train(model, tok, task["train"], steps=25, batch_size=8, lr=1e-2, progress_bar=False)
     assert hist["stopped"] is None and hist["steps"] == len(hist["loss"]) == 25
@@ -73,30 +73,40 @@ def test_training_reduces_heldout_loss_and_reports_its_cost(tiny):
         assert words in receipt
 
 
-def test_task_metrics_score_answers_and_chance(monkeypatch):
-    task = C.counting_qa_task(n_train=4, n_test=40)["test"]
+def test_task_metrics_score_answers_ranking_and_chance(monkeypatch):
+    task = C.category_task(n_train=8, n_test=40)["test"]
+    right_ranking = torch.stack([torch.eye(8)[C.LABELS.index(ex.kind)] for ex in task]).log()
+    monkeypatch.setattr(F, "label_logprobs", lambda m, t, exs: right_ranking)
     monkeypatch.setattr(F, "generate_answers", lambda m, t, exs: [ex.answer for ex in exs])
     right = F.task_metrics(None, None, task)
-    assert right["exact_match"] == 1.0 and right["right_type"] == 1.0
-    assert all(v["exact_match"] == 1.0 for v in right["by_kind"].values())
-    assert right["chance"] == pytest.approx((1 / 10 + 1 / 16 + 1 / 10 + 1 / 1000) / 4)
-    # the collapse the issue found: one fixed name for every question
-    monkeypatch.setattr(F, "generate_answers", lambda m, t, exs: ["Hedy"] * len(exs))
-    hedy = F.task_metrics(None, None, task)
-    n_who = sum(ex.kind == "who" for ex in task)
-    n_hedy = sum(ex.kind == "who" and ex.answer == "Hedy" for ex in task)
-    assert hedy["by_kind"]["who"]["exact_match"] == n_hedy / n_who < 0.5
-    assert hedy["by_kind"]["how many"]["exact_match"] == 0.0 and hedy["right_type"] == pytest.approx(n_who / len(task))
-    text = F.format_metrics(hedy, "collapsed")
-    assert "chance 10.0%" in text and "how many" in text
+    assert right["exact_match"] == right["ranked"] == right["label_rate"] == 1.0 and right["chance"] == 1 / 8
+    assert set(right["by_kind"]) == set(C.LABELS) and all(v["n"] == 5 for v in right["by_kind"].values())
+    # a collapsed model: one fixed label for every question, the right one ranked last
+    monkeypatch.setattr(F, "label_logprobs", lambda m, t, exs: -right_ranking.exp())
+    monkeypatch.setattr(F, "generate_answers", lambda m, t, exs: ["fruit"] * len(exs))
+    fruit = F.task_metrics(None, None, task)
+    assert fruit["exact_match"] == pytest.approx(1 / 8) and fruit["label_rate"] == 1.0 and fruit["ranked"] == 0.0
+    assert fruit["by_kind"]["fruit"]["exact_match"] == 1.0 and fruit["by_kind"]["tool"]["exact_match"] == 0.0
+    text = F.format_metrics(fruit, "collapsed")
+    assert "chance 12.5%" in text and "instrument" in text
+    # the probe compares the first word only: "fruit. The" is right, "fruits" is not
+    monkeypatch.setattr(F, "generate_answers", lambda m, t, exs: [ex.answer + ". The" for ex in exs])
+    assert F.task_metrics(None, None, task, probe=True)["exact_match"] == 1.0
+    assert F.task_metrics(None, None, task)["exact_match"] == 0.0
+    monkeypatch.setattr(F, "generate_answers", lambda m, t, exs: [ex.answer + "s and more" for ex in exs])
+    assert F.task_metrics(None, None, task, probe=True)["exact_match"] == 0.0
 
 
-def test_reading_accuracy_needs_the_answer_then_a_full_stop(monkeypatch):
-    probes = C.reading_probe(8)
-    monkeypatch.setattr(F, "generate_answers", lambda m, t, exs, **kw: [ex.answer + ". The" for ex in exs])
-    assert F.reading_accuracy(None, None, probes)["accuracy"] == 1.0
-    monkeypatch.setattr(F, "generate_answers", lambda m, t, exs, **kw: [ex.answer + "s and more" for ex in exs])
-    assert F.reading_accuracy(None, None, probes)["accuracy"] == 0.0
+def test_label_logprobs_read_the_next_token_after_the_prompt(tiny):
+    model, tok, _ = G.load_gpt2(str(tiny))
+    examples = C.category_task(n_train=4, n_test=4)["test"]      # different prompt lengths: left padding
+    got = F.label_logprobs(model, tok, examples)
+    ids = F.label_token_ids(tok)
+    with torch.no_grad():
+        for row, ex in zip(got, examples, strict=True):
+            alone = torch.log_softmax(model(**tok(ex.prompt, return_tensors="pt")).logits[0, -1], -1)[ids]
+            assert torch.allclose(row, alone, atol=1e-4)
+    assert F.majority_baseline(examples[:1], examples) == (examples[0].answer, 1 / 4)
 
 
 def test_default_hparams_follow_the_width():
@@ -139,7 +149,7 @@ class NaNAtStep(nn.Module):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_adapter(tiny):
-    task = C.counting_qa_task(n_train=64, n_test=8)
+    task = C.category_task(n_train=64, n_test=8)
     good, tok = peft_model(tiny)
     bad = copy.deepcopy(good)
     F.train(good, tok, task["train"], steps=2, batch_size=4, lr=1e-2, progress_bar=False)
@@ -151,7 +161,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_adapter(tiny):
 
 def test_train_checks_its_arguments(tiny):
     model, tok = peft_model(tiny)
-    task = C.counting_qa_task(n_train=8, n_test=4)
+    task = C.category_task(n_train=8, n_test=4)
     with pytest.raises(ValueError, match="process_index"):
         F.train(model, tok, task["train"], steps=1, world_size=2, process_index=2)
     with pytest.raises(ValueError, match="divisible"):
@@ -212,6 +222,6 @@ def test_cli_defaults_learn_the_task_on_the_fallback(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["exact_match"] >= 0.8
-    assert metrics["baseline"]["exact_match"] <= metrics["baseline"]["chance"]
+    assert metrics["baseline"]["exact_match"] <= metrics["baseline"]["chance"] == 1 / 8
     assert all(v["exact_match"] >= 0.5 for v in metrics["by_kind"].values())
     assert "Warning" not in run.stderr and "loss_type" not in run.stderr

@@ -10,7 +10,7 @@ Each exercise holds its problem; the learner passes only the answer::
 * 06.1 :data:`lora_params_gpt2` - trainable parameters of LoRA on three module names of gpt2
   (``"c_proj"`` names two modules in every block);
 * 06.2 :data:`adam_state_bytes` - bytes of AdamW state for full fine-tuning and for LoRA;
-* 06.3 :data:`chance_exact_match` - the chance level of the held-out questions;
+* 06.3 :data:`majority_and_chance` - the majority-class and chance baselines of an unbalanced held-out set;
 * 06.4 :data:`forgetting_nats` - a change of perplexity as nats per token;
 * 06.5 :data:`underfitting_fixes` - which changes help an adapter that underfits.
 """
@@ -20,10 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from lora_edu.corpus import candidate_answers, counting_qa_task
 from lora_edu.exercises._core import Exercise, as_number, is_whole_number
 
-__all__ = ["adam_state_bytes", "chance_exact_match", "forgetting_nats", "lora_params_gpt2", "underfitting_fixes"]
+__all__ = ["adam_state_bytes", "forgetting_nats", "lora_params_gpt2", "majority_and_chance", "underfitting_fixes"]
 
 # gpt2 (small): 12 blocks of width 768; each block's four projections, (in, out) as Conv1D stores them
 GPT2 = dict(n_layer=12, n_embd=768, n_params=124_439_808)
@@ -124,53 +123,67 @@ adam_state_bytes = Exercise(
 )
 
 
-# --- 06.3: the chance level of the held-out questions ---------------------------------------------
+# --- 06.3: chance and the majority class on an unbalanced held-out set --------------------------
+
+#: Label counts of a fine-tuning set and of an unbalanced held-out set (notebook 06's own are balanced).
+_TRAIN_COUNTS = {"fruit": 140, "vegetable": 100, "animal": 100, "tool": 90, "furniture": 90, "vehicle": 100,
+                 "instrument": 90, "clothing": 90}
+_TEST_COUNTS = {"fruit": 20, "vegetable": 30, "animal": 40, "tool": 25, "furniture": 25, "vehicle": 20,
+                "instrument": 20, "clothing": 20}
 
 
-def _held_out_questions() -> dict[str, int]:
-    """How many held-out questions of each kind notebook 06's task has (``counting_qa_task()``)."""
-    counts: dict[str, int] = {}
-    for ex in counting_qa_task(n_train=800, n_test=200, seed=0)["test"]:
-        counts[ex.kind] = counts.get(ex.kind, 0) + 1
-    return dict(sorted(counts.items()))
+def _baselines(train: dict[str, int], test: dict[str, int]) -> tuple[float, float]:
+    """(exact match of always answering train's most frequent label, of guessing uniformly) on test."""
+    majority = max(train, key=train.get)
+    return test[majority] / sum(test.values()), 1 / len(test)
 
 
-def _check_chance(answer, questions: dict[str, int], answers_per_question: dict[str, int]):
-    x = as_number(answer)
-    if x is None:
-        return False, f"give a number between 0 and 1, got {answer!r}"
-    n = sum(questions.values())
-    right = sum(questions[k] / answers_per_question[k] for k in questions) / n
-    if math.isclose(x, right, rel_tol=2e-3):
-        return True, (f"{right:.4f}: the mean over the {n} questions of 1 / (answers it can have); a model must beat "
-                      "this before its exact match means anything")
-    if math.isclose(x, 100 * right, rel_tol=2e-3):
-        return False, "that is a percentage; give a fraction between 0 and 1"
-    kinds = list(questions)
-    known = [
-        (1 / len(kinds), "that is guessing the kind of question; chance is guessing the answer of the right kind"),
-        (sum(1 / answers_per_question[k] for k in kinds) / len(kinds),
-         "that averages the question kinds equally; weight each kind by how many test questions it has"),
-        (1 / sum(answers_per_question.values()),
-         "that is guessing among every possible answer of any kind; a guesser that knows the kind does better"),
-        (sum(questions[k] / answers_per_question[k] for k in kinds if k != "how many")
-         / sum(questions[k] for k in kinds if k != "how many"),
-         "you left out the 'how many' questions; they count too, at 1 in 1,000"),
-    ]
-    for value, message in known:
-        if math.isclose(x, value, rel_tol=2e-3):
-            return False, message
-    return False, "not yet: for each question, 1 / (how many answers of its kind exist), averaged over all questions"
+def _check_baselines(answer, train_counts: dict[str, int], test_counts: dict[str, int]):
+    try:
+        majority, chance = answer
+    except (TypeError, ValueError):
+        return False, "give two numbers, (majority-class exact match, chance exact match)"
+    majority, chance = as_number(majority), as_number(chance)
+    if majority is None or chance is None:
+        return False, f"give two numbers between 0 and 1, got {answer!r}"
+    right_majority, right_chance = _baselines(train_counts, test_counts)
+    n_train, n_test = sum(train_counts.values()), sum(test_counts.values())
+    label = max(train_counts, key=train_counts.get)
+
+    def close(x, y):
+        return math.isclose(x, y, rel_tol=1e-3, abs_tol=1e-6)
+
+    if close(majority, right_majority) and close(chance, right_chance):
+        return True, (f"({right_majority:.3f}, {right_chance:.3f}): the majority class is chosen on the training set "
+                      f"({label!r}) and scored on the held-out set, where it is rarer: here the 'majority' baseline is "
+                      f"below chance, so print both")
+    if close(majority, 100 * right_majority) or close(chance, 100 * right_chance):
+        return False, "those are percentages; give fractions between 0 and 1"
+    if not close(chance, right_chance):
+        weighted = sum(train_counts[k] / n_train * test_counts[k] / n_test for k in test_counts)
+        if close(chance, weighted):
+            return False, ("that is guessing with the training set's label frequencies; chance here means guessing "
+                           "the 8 labels uniformly")
+        if close(chance, sum((c / n_test) ** 2 for c in test_counts.values())):
+            return False, "that is guessing with the held-out set's frequencies; guess the 8 labels uniformly"
+        return False, "chance: a uniform guess among the labels is right with probability 1 / (number of labels)"
+    test_best = max(test_counts, key=test_counts.get)
+    if close(majority, test_counts[test_best] / n_test):
+        return False, (f"that picks the majority class on the held-out set ({test_best!r}), which a baseline may "
+                       "not look at; choose it on the training set")
+    if close(majority, train_counts[label] / n_train):
+        return False, (f"that is how often {label!r} occurs in the *training* set; score it on the held-out set")
+    return False, "majority class: find the training set's most frequent label, then its share of the held-out set"
 
 
-chance_exact_match = Exercise(
+majority_and_chance = Exercise(
     key="06.3",
-    statement=("The held-out set has the questions below; each kind has the listed number of possible answers. "
-               "What exact match does guessing a random answer of the right kind give, on average?"),
-    checker=_check_chance,
-    data=dict(questions=_held_out_questions(),
-              answers_per_question={k: len(candidate_answers(k)) for k in ("how many", "what", "where", "who")}),
-    answer_format="a float between 0 and 1",
+    statement=("A fine-tuning set and an unbalanced held-out set have the label counts below. What held-out exact "
+               "match do (a) always answering the training set's most frequent label and (b) guessing one of the "
+               "8 labels uniformly at random get? Answer (majority, chance)."),
+    checker=_check_baselines,
+    data=dict(train_counts=_TRAIN_COUNTS, test_counts=_TEST_COUNTS),
+    answer_format="a tuple of two floats (majority, chance)",
 )
 
 
