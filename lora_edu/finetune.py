@@ -1,4 +1,5 @@
-"""Notebook 06's fine-tune as a script: PEFT LoRA on GPT-2 for the counting-questions task.
+"""Notebook 06's fine-tune as a script: PEFT LoRA on GPT-2 for the category task
+(:func:`lora_edu.corpus.category_task`: "What kind of thing was counted?").
 
     python -m lora_edu.finetune --out runs/r8                       # the model LORA_EDU_MODEL names
     python -m lora_edu.finetune --model lora-edu/tiny-gpt2 --out runs/r8 --r 8
@@ -10,7 +11,7 @@
 Under torchrun every process trains on its own slice of each global batch, DDP averages the
 gradients, so all processes hold identical LoRA weights after every step. Process 0 alone saves
 ``adapter_model.safetensors`` + ``adapter_config.json`` and writes ``metrics.json``: held-out exact
-match before and after training, by question, next to the chance level. If the loss becomes NaN or
+match before and after training, by kind, next to the chance level (1/8). If the loss becomes NaN or
 inf, training stops and the last good adapter (from before that step) is kept and saved.
 
 The defaults (learning rate, steps, batch) are the notebook's, from :func:`default_hparams`.
@@ -166,12 +167,14 @@ def label_logprobs(model, tokenizer, examples: list[TaskExample], batch_size: in
         batch = encode(examples[i : i + batch_size], tokenizer, device)
         prompt_len = torch.tensor([len(tokenizer(ex.prompt)["input_ids"]) for ex in examples[i : i + batch_size]],
                                   device=device)
+        none = torch.zeros(0, dtype=torch.long, device=device)  # no logits: the output layer is applied below
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    position_ids=batch["position_ids"])
+                    position_ids=batch["position_ids"], logits_to_keep=none, output_hidden_states=True)
         # left padding: the answer's first token sits len(target) + 1 (eos) columns before the end
         n_after = batch["attention_mask"].sum(-1) - prompt_len
         last_prompt = batch["input_ids"].shape[1] - n_after - 1
-        logits = out.logits[torch.arange(len(last_prompt), device=device), last_prompt].float()
+        hidden = out.hidden_states[-1][torch.arange(len(last_prompt), device=device), last_prompt]
+        logits = _unwrap(model).get_output_embeddings()(hidden).float()
         rows.append(torch.log_softmax(logits, -1)[:, ids])
     return torch.cat(rows).cpu()
 
@@ -446,13 +449,14 @@ def time_steps(model, tokenizer, examples: list[TaskExample], *, batch_size: int
 class NotebookPlan:
     """How much notebook 06 trains and evaluates on this model and machine.
 
-    ``steps`` for each LoRA variant and for full fine-tuning (the rank sweep compares them at equal
-    steps), ``second_steps`` for the second adapter, ``ddp_steps`` for the torchrun cell, ``n_test``
-    held-out questions, ``text_paragraphs`` of pretraining text for perplexity, and the estimate the
-    plan was sized by (None when the steps are fixed).
+    ``steps`` for the main LoRA run, ``sweep_steps`` for each variant of the rank sweep (LoRA and
+    full fine-tuning at equal steps), ``second_steps`` for the second adapter, ``ddp_steps`` for the
+    torchrun cell, ``n_test`` held-out questions, ``text_paragraphs`` of pretraining text for
+    perplexity, and the estimate the plan was sized by (None when the steps are fixed).
     """
 
     steps: int
+    sweep_steps: int
     second_steps: int
     ddp_steps: int
     n_test: int
@@ -472,7 +476,8 @@ class NotebookPlan:
 
 
 #: The offline model's plan: fixed, so that the notebook's results are deterministic under test.
-FALLBACK_PLAN = NotebookPlan(steps=150, second_steps=40, ddp_steps=10, n_test=200, text_paragraphs=100,
+FALLBACK_PLAN = NotebookPlan(steps=150, sweep_steps=60, second_steps=40, ddp_steps=10, n_test=200,
+                             text_paragraphs=100,
                              lora_step_seconds=None, full_step_ratio=2.0, budget_seconds=None,
                              why="the offline model: fixed step counts")
 
@@ -487,8 +492,8 @@ def plan_notebook(model, tokenizer, examples: list[TaskExample], *, fixed: bool,
     against 3.5 to 4.3 s per full step, batch 16), and the steps are those that fit
     ``budget_seconds`` of training: by default 270 s on a CPU (so that the whole notebook stays
     within about 10 minutes on a 2-core machine) and 600 s on a GPU, where the step caps bind.
-    The notebook trains 1 + 5 LoRA variants, one full fine-tune, a second adapter and a short
-    2-process run; evaluation shrinks with the model's cost on a CPU.
+    The notebook trains 1 + 7 LoRA variants, one full fine-tune, a second adapter and a short
+    2-process run, all at the same number of steps; evaluation shrinks with the model's cost on a CPU.
     """
     if fixed:
         return FALLBACK_PLAN
@@ -501,11 +506,11 @@ def plan_notebook(model, tokenizer, examples: list[TaskExample], *, fixed: bool,
     seconds = time_steps(probe, tokenizer, examples, batch_size=batch_size)
     del probe
     ratio = FALLBACK_PLAN.full_step_ratio
-    # 6 LoRA runs of `steps` + one full run (ratio x) + the second adapter (steps / 4) + DDP (steps / 10)
-    units = 6 + ratio + 0.25 + 0.1
+    # 8 LoRA runs of `steps` + one full run (ratio x) + the second adapter (steps / 4) + DDP (steps / 10)
+    units = 8 + ratio + 0.25 + 0.1
     steps = plan_steps(seconds * units, budget, at_least=20, at_most=400)
     cheap = gpu or seconds < 0.5
-    return NotebookPlan(steps=steps, second_steps=max(10, steps // 4), ddp_steps=max(4, steps // 10),
+    return NotebookPlan(steps=steps, sweep_steps=steps, second_steps=max(10, steps // 4), ddp_steps=max(4, steps // 10),
                         n_test=200 if cheap else 48, text_paragraphs=100 if cheap else 30,
                         lora_step_seconds=seconds, full_step_ratio=ratio, budget_seconds=budget,
                         why=f"measured {seconds:.2f} s per LoRA step (batch {batch_size}) on {device.type}; "
@@ -569,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", default=None,
-                        help="hub name, local folder or lora-edu/tiny-gpt2 (default: $LORA_EDU_MODEL, else gpt2)")
+                        help="hub name, local folder, 'fallback' or lora-edu/tiny-gpt2 "
+                             "(default: lora_edu.gpt2.course_model(), i.e. $LORA_EDU_MODEL, else gpt2)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the adapter (must not hold one already)")
     # torchrun reads an abbreviated "--r" as one of its own options (--rdzv-..., --role, ...), so the
     # same option is also spelled --lora-r, which is what to write after `torchrun ... -m lora_edu.finetune`.

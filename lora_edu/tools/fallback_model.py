@@ -179,7 +179,6 @@ def check(model, tokenizer) -> dict:
     """What the build record states about a model: held-out perplexity and reading accuracy."""
     from lora_edu.corpus import held_out_text, knowledge_probe
     from lora_edu.finetune import task_metrics
-
     from lora_edu.gpt2 import perplexity
 
     probe = task_metrics(model, tokenizer, knowledge_probe(), probe=True)
