@@ -147,7 +147,7 @@ def test_fallback_is_good_enough_to_teach_with():
     assert ppl < 20  # uniform guessing over 50,257 tokens would be 50,257
     from lora_edu.finetune import generate_answers
 
-    (text,) = generate_answers(model, tok, [C.TaskExample("There are", "")], max_new_tokens=6)
+    (text,) = generate_answers(model, tok, [C.TaskExample("There are", "", "", "")], max_new_tokens=6)
     assert text.strip()
 
 
@@ -167,12 +167,14 @@ def test_fallback_knows_the_kinds():
 def test_fallback_vocabulary_expansion_is_exact():
     """Tokens the corpus never uses share one embedding row, trained as one class (OTHER)."""
     model, tok, _ = G.load_gpt2(G.FALLBACK, verbose=False)
-    wte = model.transformer.wte.weight
-    used = sorted(set(tok("\n".join(C.course_corpus(4000, seed=1)))["input_ids"]))
-    unused = torch.ones(len(wte), dtype=torch.bool)
-    unused[used] = False
-    assert torch.equal(wte[unused], wte[unused][:1].expand(int(unused.sum()), -1))
-    assert not torch.equal(wte[used[0]], wte[used[1]])
+    wte = model.transformer.wte.weight.detach()
+    n_used = json.loads((G.FALLBACK_DIR / "training.json").read_text())["vocabulary_used"]
+    rows, counts = torch.unique(wte, dim=0, return_counts=True)
+    assert len(rows) == n_used + 1                       # every used token its own row, plus OTHER's
+    assert int(counts.max()) == len(wte) - n_used        # OTHER's row, copied into every unused token
+    used = sorted(set(tok("\n".join(C.course_corpus(400, seed=1)))["input_ids"]))   # the build's corpus seed
+    other = rows[counts.argmax()]
+    assert not any(torch.equal(wte[i], other) for i in used)
 
 
 def test_probe_happens_before_transformers_import(tmp_path):
