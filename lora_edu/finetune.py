@@ -480,7 +480,7 @@ class NotebookPlan:
 
 
 #: The offline model's plan: fixed, so that the notebook's results are deterministic under test.
-FALLBACK_PLAN = NotebookPlan(steps=150, sweep_steps=60, second_steps=40, ddp_steps=10, n_test=200,
+FALLBACK_PLAN = NotebookPlan(steps=150, sweep_steps=150, second_steps=40, ddp_steps=10, n_test=200,
                              text_paragraphs=100,
                              lora_step_seconds=None, full_step_ratio=2.0, budget_seconds=None,
                              why="the offline model: fixed step counts")
@@ -496,8 +496,9 @@ def plan_notebook(model, tokenizer, examples: list[TaskExample], *, fixed: bool,
     against 3.5 to 4.3 s per full step, batch 16), and the steps are those that fit
     ``budget_seconds`` of training: by default 270 s on a CPU (so that the whole notebook stays
     within about 10 minutes on a 2-core machine) and 600 s on a GPU, where the step caps bind.
-    The notebook trains 1 + 7 LoRA variants, one full fine-tune, a second adapter and a short
-    2-process run, all at the same number of steps; evaluation shrinks with the model's cost on a CPU.
+    The notebook trains 1 + 5 LoRA variants (the sweep reuses the main run as its r=8), one full
+    fine-tune, a second adapter and a short 2-process run; evaluation shrinks with the model's cost
+    on a CPU.
     """
     if fixed:
         return FALLBACK_PLAN
@@ -510,8 +511,8 @@ def plan_notebook(model, tokenizer, examples: list[TaskExample], *, fixed: bool,
     seconds = time_steps(probe, tokenizer, examples, batch_size=batch_size)
     del probe
     ratio = FALLBACK_PLAN.full_step_ratio
-    # 8 LoRA runs of `steps` + one full run (ratio x) + the second adapter (steps / 4) + DDP (steps / 10)
-    units = 8 + ratio + 0.25 + 0.1
+    # 6 LoRA runs of `steps` + one full run (ratio x) + the second adapter (steps / 4) + DDP (steps / 10)
+    units = 6 + ratio + 0.25 + 0.1
     steps = plan_steps(seconds * units, budget, at_least=20, at_most=400)
     cheap = gpu or seconds < 0.5
     return NotebookPlan(steps=steps, sweep_steps=steps, second_steps=max(10, steps // 4), ddp_steps=max(4, steps // 10),
