@@ -95,7 +95,7 @@ figures: $(STAMP)
 	$(BIN)/python -m lora_edu.tools.figures
 
 fallback-model: $(STAMP)
-	$(BIN)/python -m lora_edu.gpt2 --steps 700
+	$(BIN)/python -m lora_edu.tools.fallback_model
 
 bench: $(STAMP)
 	$(BIN)/python -m lora_edu.tools.bench $(BENCH_ARGS)
