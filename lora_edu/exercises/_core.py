@@ -109,3 +109,26 @@ def as_number(x: object) -> float | None:
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
         return None
     return float(x)
+
+
+def as_array(answer: object, name: str = "answer") -> np.ndarray:
+    """``answer`` (numpy array, torch tensor or nested lists) as a float64 array."""
+    if hasattr(answer, "detach"):  # a torch tensor
+        answer = answer.detach().cpu().numpy()
+    arr = np.asarray(answer, dtype=np.float64)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be an array of numbers")
+    return arr
+
+
+def read_only(problem: dict) -> dict:
+    """Freeze the problem's arrays: ``W = data["W"]; W += ...`` then raises instead of changing the problem."""
+    for value in problem.values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return problem
+
+
+def arrays_close(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> bool:
+    """Same shape and equal within ``tol``, relative to the largest entry of ``b`` (at least 1)."""
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max()))))

@@ -20,31 +20,9 @@ import math
 
 import numpy as np
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number
+from lora_edu.exercises._core import Exercise, arrays_close, as_array, as_number, is_whole_number, read_only
 
 __all__ = ["extract_lora", "gradients_at_init", "gpt2_medium_params", "merge_conv1d", "rslora_alpha"]
-
-
-def _as_array(answer: object, name: str = "answer") -> np.ndarray:
-    """``answer`` (numpy array, torch tensor or nested lists) as a float64 array."""
-    if hasattr(answer, "detach"):  # a torch tensor
-        answer = answer.detach().cpu().numpy()
-    arr = np.asarray(answer, dtype=np.float64)
-    if arr.dtype == object:
-        raise TypeError(f"{name} must be an array of numbers")
-    return arr
-
-
-def _read_only(problem: dict) -> dict:
-    """Freeze the problem's arrays: ``W = data["W"]; W += ...`` then raises instead of changing the problem."""
-    for value in problem.values():
-        if isinstance(value, np.ndarray):
-            value.setflags(write=False)
-    return problem
-
-
-def _close(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> bool:
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max()))))
 
 
 # --- 04.1: count LoRA parameters on GPT-2 medium's c_attn ---------------------------------------
@@ -99,7 +77,7 @@ def _merge_problem() -> dict:
 
 
 def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
-    ans = _as_array(answer)
+    ans = as_array(answer)
     s = alpha / r
     delta = B @ A  # (d, k): the update in nn.Linear's (out, in) layout
     right = W_stored + s * delta.T
@@ -108,7 +86,7 @@ def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
             return False, (f"shape {ans.shape} is nn.Linear's (out, in) layout; this Conv1D stores its weight "
                            f"(in, out) = {right.shape}, so the update must be added transposed")
         return False, f"the merged weight has the stored weight's shape {right.shape}, got {ans.shape}"
-    if _close(ans, right):
+    if arrays_close(ans, right):
         return True, f"W + (alpha / r) (B A)^T with alpha / r = {s:g}: the layer now computes x W' + b in one product"
     known = [
         (W_stored, "that is the stored weight unchanged; B is not zero here, so the update is not zero"),
@@ -119,7 +97,7 @@ def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
         (W_stored + alpha * delta.T, "you multiplied by alpha; the scaling is alpha / r"),
     ]
     for value, why in known:
-        if _close(ans, value):
+        if arrays_close(ans, value):
             return False, why
     return False, "not W + (alpha / r) (B A)^T; check the product order B A (d x k) and the transpose"
 
@@ -130,7 +108,7 @@ merge_conv1d = Exercise(
                "Given its stored weight, a trained adapter A (r x k), B (d x r), alpha and r, compute the "
                "merged stored weight."),
     checker=_check_merge_conv1d,
-    data=_read_only(_merge_problem()),
+    data=read_only(_merge_problem()),
     answer_format="a (5, 3) array or tensor",
 )
 
@@ -153,7 +131,7 @@ def _grad_problem() -> dict:
 def _check_gradients(answer, X, A, G, alpha, r):
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         return False, "give a pair (grad_A, grad_B): grad_A of A's shape (r, k), grad_B of B's shape (d, r)"
-    gA, gB = _as_array(answer[0], "grad_A"), _as_array(answer[1], "grad_B")
+    gA, gB = as_array(answer[0], "grad_A"), as_array(answer[1], "grad_B")
     s = alpha / r
     right_A = np.zeros_like(A)  # s B^T G^T X with B = 0
     right_B = s * G.T @ X @ A.T  # (d, r)
@@ -163,17 +141,17 @@ def _check_gradients(answer, X, A, G, alpha, r):
         if gB.shape == right_B.T.shape:
             return False, f"grad_B is transposed: it has B's shape (d, r) = {right_B.shape}"
         return False, f"grad_B must have B's shape (d, r) = {right_B.shape}, got {gB.shape}"
-    if not _close(gA, right_A):
+    if not arrays_close(gA, right_A):
         return False, ("grad_A is not zero: dL/dA = s B^T G^T X, and B = 0 at the start, so A gets no gradient "
                        "on the first step")
-    if _close(gB, right_B):
+    if arrays_close(gB, right_B):
         return True, ("grad_A = s B^T G^T X = 0 and grad_B = s G^T X A^T != 0: the first step moves only B, "
                       "and the random A is what makes that gradient non-zero")
     if not np.any(gB):
         return False, "grad_B is not zero: dL/dB = s G^T (X A^T) involves A, which is random, not B"
-    if _close(gB, right_B / s):
+    if arrays_close(gB, right_B / s):
         return False, f"you forgot the scaling s = alpha / r = {s:g}: the LoRA path is multiplied by it"
-    if _close(gB, -right_B):
+    if arrays_close(gB, -right_B):
         return False, "wrong sign: that is the step direction -dL/dB, not the gradient"
     return False, "grad_B is not s G^T X A^T; differentiate H = X W0^T + s X A^T B^T with respect to B"
 
@@ -183,7 +161,7 @@ gradients_at_init = Exercise(
     statement=("A LoRA layer computes H = X W0^T + s X A^T B^T (rows of X are the n examples), s = alpha / r, "
                "and B = 0 as at initialisation. Given X, A and G = dL/dH, compute (dL/dA, dL/dB)."),
     checker=_check_gradients,
-    data=_read_only(_grad_problem()),
+    data=read_only(_grad_problem()),
     answer_format="a pair (grad_A, grad_B) of arrays, shapes (2, 5) and (3, 2)",
 )
 
@@ -251,7 +229,7 @@ def _extract_problem() -> dict:
 def _check_extract(answer, delta_W, r):
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         return False, "give a pair (B, A) with B of shape (d, r) and A of shape (r, k)"
-    B, A = _as_array(answer[0], "B"), _as_array(answer[1], "A")
+    B, A = as_array(answer[0], "B"), as_array(answer[1], "A")
     d, k = delta_W.shape
     if B.shape == (r, d) and A.shape == (k, r):
         return False, ("these are the study notes' shapes (A k x r, B r x d, used as x A B); "
@@ -281,6 +259,6 @@ extract_lora = Exercise(
     statement=("Extract a rank-r LoRA from a (full fine-tuning) update delta_W: factors B (d x r) and A (r x k) "
                "that make ||delta_W - B A||_F as small as any rank-r product can."),
     checker=_check_extract,
-    data=_read_only(_extract_problem()),
+    data=read_only(_extract_problem()),
     answer_format="a pair (B, A): B of shape (12, 3), A of shape (3, 10)",
 )
