@@ -106,13 +106,11 @@ def jupyter_lab(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def voila_app(tmp_path_factory):
-    """The classroom app (``make app``) served by voila on a free localhost port."""
-    from lora_edu.tools.app import voila_command, write_app_notebook, write_offline_template
+def _voila_server(root: Path, target: Path) -> B.Server:
+    """voila serving ``target`` (a notebook or a folder) on a free localhost port, offline template in
+    ``root/share``; its log is ``root/voila.log``."""
+    from lora_edu.tools.app import voila_command, write_offline_template
 
-    root = tmp_path_factory.mktemp("app")
-    notebook = write_app_notebook(root / "classroom.ipynb")
     data_dir = root / "share"
     write_offline_template(data_dir)
     env = B.server_env(root)
@@ -120,8 +118,17 @@ def voila_app(tmp_path_factory):
     port = B.free_port()
     url = f"http://127.0.0.1:{port}/"
     # voila's tree page answers at once; the notebook page itself runs the notebook first.
-    server = B.Server(voila_command(notebook, port), url, f"{url}voila/static/voila.js", cwd=root,
-                      log=root / "voila.log", env=env)
+    return B.Server(voila_command(target, port), url, f"{url}voila/static/voila.js", cwd=root,
+                    log=root / "voila.log", env=env)
+
+
+@pytest.fixture(scope="module")
+def voila_app(tmp_path_factory):
+    """The classroom app (``make app``) served by voila on a free localhost port."""
+    from lora_edu.tools.app import write_app_notebook
+
+    root = tmp_path_factory.mktemp("app")
+    server = _voila_server(root, write_app_notebook(root / "classroom.ipynb"))
     yield server
     server.stop()
 
@@ -129,18 +136,11 @@ def voila_app(tmp_path_factory):
 @pytest.fixture(scope="module")
 def voila_presenter(tmp_path_factory):
     """The presenter mode (``make presenter``): one explorer per screen, voila serving the folder."""
-    from lora_edu.tools.app import voila_command, write_offline_template, write_presenter
+    from lora_edu.tools.app import write_presenter
 
     root = tmp_path_factory.mktemp("presenter")
     screens = write_presenter(root / "presenter")
-    data_dir = root / "share"
-    write_offline_template(data_dir)
-    env = B.server_env(root)
-    env["JUPYTER_PATH"] = str(data_dir)
-    port = B.free_port()
-    url = f"http://127.0.0.1:{port}/"
-    server = B.Server(voila_command(screens[0].parent, port), url, f"{url}voila/static/voila.js", cwd=root,
-                      log=root / "voila.log", env=env)
+    server = _voila_server(root, screens[0].parent)
     server.screens = [p.name for p in screens]
     yield server
     server.stop()

@@ -1,20 +1,15 @@
 """Notebook 04's exercises: right answers pass, trivial and pitfall answers fail with the right
 diagnosis. (The worked solutions are run by tests/test_worked_solutions.py, for every notebook.)"""
 
-import contextlib
-import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from _helpers import assert_mistakes_named
+from _helpers import quiet_verdict as verdict
 
 from lora_edu.exercises import nb04
-
-
-def verdict(ex, answer):
-    with contextlib.redirect_stdout(io.StringIO()):
-        return ex.check(answer)
 
 
 def test_every_exercise_runs_as_given():
@@ -37,9 +32,7 @@ def test_gpt2_medium_params():
         24 * 1024 * 3072: "frozen",
         0: "is not it",
     }
-    for answer, words in cases.items():
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (answer, fb.message)
+    assert_mistakes_named(ex, cases)
     assert not verdict(ex, float(right)) and not verdict(ex, True)
 
 
@@ -60,9 +53,7 @@ def test_merge_conv1d():
         (np.zeros((2, 2)), "shape"),
         (right + 0.1, "not W + (alpha / r)"),
     ]
-    for answer, words in cases:
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (words, fb.message)
+    assert_mistakes_named(ex, cases)
     with pytest.raises(ValueError, match="read-only"):
         ex.data["W_stored"][0, 0] = 1.0                    # the problem cannot be edited by accident
 
@@ -90,9 +81,7 @@ def test_gradients_at_init():
         ((zero_A, right_B + 1), "differentiate"),
         (right_B, "pair"),
     ]
-    for answer, words in cases:
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (words, fb.message)
+    assert_mistakes_named(ex, cases)
 
 
 def test_rslora_alpha():
@@ -113,9 +102,7 @@ def test_rslora_alpha():
         32: "rsLoRA too",
         5: "gives s",
     }
-    for answer, words in cases.items():
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (answer, fb.message)
+    assert_mistakes_named(ex, cases)
     assert not verdict(ex, "2.83")
 
 
@@ -136,6 +123,4 @@ def test_extract_lora():
         ((U[:, :r] * S[:r] * 1.1, Vt[:r]), "best rank-3"),
         ((U[:, :r] * S[:r], Vt[:r], 0), "pair"),
     ]
-    for answer, words in cases:
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (words, fb.message)
+    assert_mistakes_named(ex, cases)

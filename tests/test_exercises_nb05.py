@@ -1,36 +1,18 @@
-"""Notebook 05's exercises: trivial and pitfall answers are never right, the feedback names the
-mistake, right answers pass. (The worked solutions and the answer cells as given are run by
-tests/test_worked_solutions.py, for every notebook.)"""
+"""Notebook 05's exercises: pitfall answers are never right, the feedback names the mistake, right
+answers pass. (Trivial answers: tests/test_exercises_common.py; the worked solutions and the answer
+cells as given are run by tests/test_worked_solutions.py, for every notebook.)"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from _helpers import printed_verdict
 
 from lora_edu import quant as Q
 from lora_edu.exercises import nb05
 
-
-def verdict(exercise, answer, capsys):
-    fb = exercise.check(answer)
-    assert capsys.readouterr().out.strip() == repr(fb)        # check() prints exactly its verdict
-    return fb
-
-
-TRIVIAL = [None, 0, 0.0, "", [], (), "abc", {"a": 1}, float("nan")]
-
-
-@pytest.mark.parametrize("exercise", [getattr(nb05, name) for name in nb05.__all__], ids=nb05.__all__)
-@pytest.mark.parametrize("answer", TRIVIAL, ids=repr)
-def test_trivial_answers_are_never_right(exercise, answer, capsys):
-    assert not verdict(exercise, answer, capsys)
-
-
-@pytest.mark.parametrize("exercise", [getattr(nb05, name) for name in nb05.__all__], ids=nb05.__all__)
-def test_the_problems_own_data_is_not_an_answer(exercise, capsys):
-    for value in exercise.data.values():
-        assert not verdict(exercise, value, capsys)
+verdict = printed_verdict
 
 
 # --- 05.1 bits of -2.75 in bfloat16 -----------------------------------------------------------------

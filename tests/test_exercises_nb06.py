@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import assert_mistakes_named
+from _helpers import quiet_verdict as verdict
 
 from lora_edu import corpus as C
 from lora_edu.exercises import nb06
@@ -17,11 +19,6 @@ from lora_edu.exercises import nb06
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "06_gpt2_peft_finetune.ipynb"
 KEYS = ["lora_params_gpt2", "adam_state_bytes", "majority_and_chance", "forgetting_nats", "underfitting_fixes"]
-
-
-def verdict(ex, answer):
-    with contextlib.redirect_stdout(io.StringIO()):
-        return ex.check(answer)
 
 
 def test_every_exercise_runs_as_given():
@@ -49,9 +46,7 @@ def test_lora_params_gpt2():
         0: "does add parameters",
         right + 1: "is not it",
     }
-    for answer, words in cases.items():
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (answer, fb.message)
+    assert_mistakes_named(ex, cases)
     assert not verdict(ex, float(right)) and not verdict(ex, True)
 
 
@@ -72,9 +67,7 @@ def test_adam_state_bytes():
         ((full, lora + 8), "not yet"),
         (full, "two ints"),
     ]
-    for answer, words in cases:
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (answer, fb.message)
+    assert_mistakes_named(ex, cases)
 
 
 def test_majority_and_chance():
@@ -94,9 +87,7 @@ def test_majority_and_chance():
         ((0.3, 0.125), "majority class:"),
         (0.1, "two numbers"),
     ]
-    for answer, words in cases:
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (answer, fb.message)
+    assert_mistakes_named(ex, cases)
 
 
 def test_forgetting_nats():
@@ -105,9 +96,7 @@ def test_forgetting_nats():
     assert verdict(ex, right) and verdict(ex, 0.2231)
     cases = [(1.0, "difference of perplexities"), (0.25, "relative change"), (math.log10(1.25), "base 10"),
              (math.log2(1.25), "bits"), (-right, "wrong sign"), (math.log(5), "loss after"), (0.5, "not yet")]
-    for answer, words in cases:
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (answer, fb.message)
+    assert_mistakes_named(ex, cases)
 
 
 def test_underfitting_fixes():
@@ -123,9 +112,7 @@ def test_underfitting_fixes():
         (set(), "at least one"),
         ({"use a bigger GPU"}, "not among the options"),
     ]
-    for answer, words in cases:
-        fb = verdict(ex, answer)
-        assert not fb and words in fb.message, (answer, fb.message)
+    assert_mistakes_named(ex, cases)
 
 
 def worked_solutions() -> list[str]:

@@ -4,24 +4,18 @@ noise, no remote images. The checks live in lora_edu.tools.nbcheck (``python -m 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
+from _helpers import NOTEBOOKS, assert_no_problems
 
 from lora_edu.tools import nbcheck
 from lora_edu.tools.execute import main as execute_main
-from lora_edu.tools.registry import notebook_paths
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = notebook_paths(ROOT / "notebooks")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_is_clean(path):
     problems = nbcheck.hygiene_problems(path)
-    assert not problems, f"{len(problems)} hygiene problem(s) in {path.name} (run make execute):\n" + \
-        "\n".join(str(p) for p in problems)
+    assert_no_problems(problems, "hygiene", path, "run make execute")
 
 
 def _write(tmp_path, cells, counts=None):

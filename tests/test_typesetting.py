@@ -5,23 +5,17 @@ code spans and code blocks. The check lives in lora_edu.tools.nbcheck
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
+from _helpers import NOTEBOOKS, assert_no_problems
 
 from lora_edu.tools import nbcheck
-from lora_edu.tools.registry import notebook_paths
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = notebook_paths(ROOT / "notebooks")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_markdown_mathematics_is_latex(path):
     problems = nbcheck.typesetting_problems(path)
-    assert not problems, f"{len(problems)} typesetting problem(s) in {path.name} (README rule 2):\n" + \
-        "\n".join(str(p) for p in problems)
+    assert_no_problems(problems, "typesetting", path, "README rule 2")
 
 
 @pytest.mark.parametrize("text", [
