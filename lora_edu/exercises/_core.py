@@ -15,7 +15,7 @@ result is printed *and* returned as a :class:`Feedback` that is truthy only when
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -132,3 +132,12 @@ def read_only(problem: dict) -> dict:
 def arrays_close(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> bool:
     """Same shape and equal within ``tol``, relative to the largest entry of ``b`` (at least 1)."""
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max()))))
+
+
+def named_mistake(answer: object, known: Iterable[tuple[Any, str]],
+                  close: Callable[[Any, Any], bool] = arrays_close) -> str | None:
+    """The message of the first ``(wrong, message)`` in ``known`` with ``close(answer, wrong)``, else None."""
+    for wrong, message in known:
+        if close(answer, wrong):
+            return message
+    return None

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number
+from lora_edu.exercises._core import Exercise, as_number, is_whole_number, named_mistake
 from lora_edu.svd import denoising_errors, optimal_hard_threshold, rank_for_energy, storage_cost
 
 _NOT_AN_INT = "give a whole number of singular values as an int (e.g. 12, not 12.0 or '12')"
@@ -133,9 +133,8 @@ def _check_eckart_young_error(answer: object, s: np.ndarray, r: int) -> tuple[bo
                                            "the error itself"),
         (float(np.linalg.norm(s)), "that is ||A||_F, the error of r = 0"),
     ]
-    for wrong, why in pitfalls:
-        if _close(value, wrong):
-            return False, why
+    if why := named_mistake(value, pitfalls, _close):
+        return False, why
     if value == 0:
         return False, f"a rank-{r} approximation of a full-rank photo cannot be exact: the error is not 0"
     if _close(value, right, 2e-3):
@@ -164,9 +163,8 @@ def _check_largest_stretch(answer: object, M: np.ndarray) -> tuple[bool, str]:
         (float(np.max(np.abs(M))), "that is the largest entry of M, not a stretch"),
         (float(s[-1]), "that is sigma_2, the smallest stretch"),
     ]
-    for wrong, why in pitfalls:
-        if _close(value, wrong):
-            return False, why
+    if why := named_mistake(value, pitfalls, _close):
+        return False, why
     if _close(value, s[0], 2e-3):
         return False, f"{value!r} is close but not equal: it looks rounded. Pass the unrounded value"
     if value < s[0]:

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number
+from lora_edu.exercises._core import Exercise, as_number, is_whole_number, named_mistake
 
 __all__ = [
     "optimum_mse",
@@ -111,9 +111,8 @@ def _check_optimum_mse(answer, X, r):
         (np.sum(s[r:] ** 2) / np.sum(s**2),
          "that is the *fraction* of the energy the code discards; the MSE is that energy divided by the n*d entries"),
     ]
-    for value, message in pitfalls:
-        if _close(val, float(value)):
-            return False, message
+    if why := named_mistake(val, pitfalls, lambda a, b: _close(a, float(b))):
+        return False, why
     if val == 0:
         return False, "0 would need r >= rank of the centred X; a rank-r map loses the rest of the energy"
     if _close(val, right, rtol=1e-3):
@@ -166,9 +165,8 @@ def _check_explained_variance(answer, X, r):
         (np.sort(feature_var)[::-1][:r], "those are the r largest variances of single *features* (columns of X); "
                                          "PCA's directions v_i mix the features and carry more variance"),
     ]
-    for value, message in pitfalls:
-        if np.allclose(got, value, rtol=1e-6, atol=0):
-            return False, message
+    if why := named_mistake(got, pitfalls, lambda a, b: np.allclose(a, b, rtol=1e-6, atol=0)):
+        return False, why
     if np.allclose(np.sort(got)[::-1], right, rtol=1e-6):
         return False, "the right numbers in the wrong order: list them largest first, as sigma_1 >= sigma_2 >= ..."
     if np.allclose(got, right, rtol=1e-3, atol=0):

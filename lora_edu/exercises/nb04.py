@@ -20,7 +20,15 @@ import math
 
 import numpy as np
 
-from lora_edu.exercises._core import Exercise, arrays_close, as_array, as_number, is_whole_number, read_only
+from lora_edu.exercises._core import (
+    Exercise,
+    arrays_close,
+    as_array,
+    as_number,
+    is_whole_number,
+    named_mistake,
+    read_only,
+)
 
 __all__ = ["extract_lora", "gradients_at_init", "gpt2_medium_params", "merge_conv1d", "rslora_alpha"]
 
@@ -96,9 +104,8 @@ def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
         (s * delta.T, "that is the update alone; the merged weight is the stored weight plus the update"),
         (W_stored + alpha * delta.T, "you multiplied by alpha; the scaling is alpha / r"),
     ]
-    for value, why in known:
-        if arrays_close(ans, value):
-            return False, why
+    if why := named_mistake(ans, known):
+        return False, why
     return False, "not W + (alpha / r) (B A)^T; check the product order B A (d x k) and the transpose"
 
 
@@ -194,9 +201,8 @@ def _check_rslora_alpha(answer, r_old, alpha_old, r_new):
         (alpha_old / math.sqrt(r_old) * math.sqrt(r_new), "that assumes the old adapter was rsLoRA too; it used "
          "standard scaling alpha / r"),
     ]
-    for value, why in known:
-        if math.isclose(val, value, rel_tol=5e-3):
-            return False, why
+    if why := named_mistake(val, known, lambda a, b: math.isclose(a, b, rel_tol=5e-3)):
+        return False, why
     return False, (f"with use_rslora=True, lora_alpha = {val:g} gives s = {val:g} / sqrt({r_new}) = "
                    f"{val / math.sqrt(r_new):.4f}, but standard LoRA at r = {r_new} with lora_alpha = {alpha_old:g} "
                    f"has s = {s:g}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number
+from lora_edu.exercises._core import Exercise, as_number, is_whole_number, named_mistake
 
 __all__ = ["adam_state_bytes", "forgetting_nats", "lora_params_gpt2", "majority_and_chance", "underfitting_fixes"]
 
@@ -206,9 +206,8 @@ def _check_nats(answer, ppl_before: float, ppl_after: float):
         (-right, "wrong sign: forgetting raised the perplexity, so the loss went up"),
         (math.log(ppl_after) , "that is the loss after; the question asks how much it changed"),
     ]
-    for value, message in known:
-        if math.isclose(x, value, rel_tol=1e-3, abs_tol=1e-4):
-            return False, message
+    if why := named_mistake(x, known, lambda a, b: math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-4)):
+        return False, why
     return False, "not yet: write both perplexities as exp(loss) and subtract the losses"
 
 
