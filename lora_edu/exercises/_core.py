@@ -141,3 +141,13 @@ def named_mistake(answer: object, known: Iterable[tuple[Any, str]],
         if close(answer, wrong):
             return message
     return None
+
+
+def count_verdict(n: object, right: int, why_right: str, known: Mapping[object, str], hint: str) -> tuple[bool, str]:
+    """A checker's verdict on a count: ``why_right`` when ``n == right``, the named mistake when ``n`` is a key
+    of ``known``, else ``hint``."""
+    if n == right:
+        return True, why_right
+    if n in known:
+        return False, known[n]
+    return False, hint

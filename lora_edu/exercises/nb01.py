@@ -14,7 +14,7 @@ from itertools import combinations
 
 import numpy as np
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number
+from lora_edu.exercises._core import Exercise, as_number, count_verdict, is_whole_number
 
 __all__ = [
     "rank_3_matrix",
@@ -99,13 +99,7 @@ rank_3_matrix = Exercise(
 
 
 def _count_feedback(n: int, right: int, named: dict[int, str], hint: str) -> tuple[bool, str]:
-    if n == right:
-        return True, named[right]
-    if n in named:
-        return False, named[n]
-    if n <= 0:
-        return False, "a count of numbers is positive"
-    return False, hint
+    return count_verdict(n, right, named[right], named, "a count of numbers is positive" if n <= 0 else hint)
 
 
 def _check_factored_params(answer: object, d: int, k: int, r: int, layer: str) -> tuple[bool, str]:

@@ -25,6 +25,7 @@ from lora_edu.exercises._core import (
     arrays_close,
     as_array,
     as_number,
+    count_verdict,
     is_whole_number,
     named_mistake,
     read_only,
@@ -41,9 +42,8 @@ def _check_gpt2_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         return False, f"give a whole number of parameters (an int), got {answer!r}"
     k, d = n_embd, 3 * n_embd  # c_attn maps n_embd inputs to Q, K and V at once: d = 3 n_embd outputs
     right = n_layer * r * (k + d)
-    if answer == right:
-        return True, (f"{n_layer} blocks x r (k + d) = {n_layer} x {r} x ({k} + {d}) = {right:,}: "
-                      f"A is {r} x {k}, B is {d} x {r}")
+    why_right = (f"{n_layer} blocks x r (k + d) = {n_layer} x {r} x ({k} + {d}) = {right:,}: "
+                 f"A is {r} x {k}, B is {d} x {r}")
     known = {
         n_layer * r * (k + k): f"you took c_attn as {k} x {k}; it computes Q, K and V at once, so it maps {k} -> {d}",
         n_layer * r * k: f"you counted only A ({r} x {k}); B ({d} x {r}) trains too",
@@ -53,10 +53,9 @@ def _check_gpt2_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         n_layer * r * k * d: "r x k x d is not a LoRA count: A and B have r (k + d) numbers together, not r k d",
         n_layer * (k + d): f"that is rank 1; multiply by r = {r}",
     }
-    if answer in known:
-        return False, known[answer]
-    return False, (f"{answer:,} is not it: count A (r x k) and B (d x r) of c_attn in each of the "
-                   f"{n_layer} blocks (what are k and d for c_attn?)")
+    hint = (f"{answer:,} is not it: count A (r x k) and B (d x r) of c_attn in each of the "
+            f"{n_layer} blocks (what are k and d for c_attn?)")
+    return count_verdict(answer, right, why_right, known, hint)
 
 
 gpt2_medium_params = Exercise(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number, named_mistake
+from lora_edu.exercises._core import Exercise, as_number, count_verdict, is_whole_number, named_mistake
 
 __all__ = ["adam_state_bytes", "forgetting_nats", "lora_params_gpt2", "majority_and_chance", "underfitting_fixes"]
 
@@ -47,9 +47,8 @@ def _check_lora_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         return False, f"give a whole number of parameters (an int), got {answer!r}"
     right = _lora_count(n_layer, n_embd, r, target_modules)
     d = n_embd
-    if answer == right:
-        return True, (f"{right:,}: per block r (in + out) for c_attn ({d} -> {3 * d}), attn.c_proj ({d} -> {d}), "
-                      f"c_fc ({d} -> {4 * d}) and mlp.c_proj ({4 * d} -> {d}): 'c_proj' matches both")
+    why_right = (f"{right:,}: per block r (in + out) for c_attn ({d} -> {3 * d}), attn.c_proj ({d} -> {d}), "
+                 f"c_fc ({d} -> {4 * d}) and mlp.c_proj ({4 * d} -> {d}): 'c_proj' matches both")
     one_c_proj = _lora_count(n_layer, n_embd, r, ("c_attn", "attn.c_proj", "c_fc"))
     mlp_only_c_proj = _lora_count(n_layer, n_embd, r, ("c_attn", "mlp.c_proj", "c_fc"))
     square_c_attn = right - n_layer * r * (d + 3 * d) + n_layer * r * (d + d)
@@ -63,10 +62,9 @@ def _check_lora_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         GPT2["n_params"]: "that is the whole of gpt2; LoRA trains only the small A and B matrices",
         0: "LoRA does add parameters: A and B of every targeted module",
     }
-    if answer in known:
-        return False, known[answer]
-    return False, (f"{answer:,} is not it: list the modules whose names end with {list(target_modules)} in one "
-                   "block (print(model.transformer.h[0]) shows them), add r (in + out) for each, times the blocks")
+    hint = (f"{answer:,} is not it: list the modules whose names end with {list(target_modules)} in one "
+            "block (print(model.transformer.h[0]) shows them), add r (in + out) for each, times the blocks")
+    return count_verdict(answer, right, why_right, known, hint)
 
 
 lora_params_gpt2 = Exercise(
