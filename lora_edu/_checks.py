@@ -47,6 +47,11 @@ def as_vector(s: object, name: str = "s") -> np.ndarray:
         raise TypeError(f"{name} must be a 1-D array of numbers: {exc}") from exc
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return check_finite(arr, name)
+
+
+def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
+    """Return ``arr`` if every entry is finite, else raise ValueError naming ``name``."""
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     return arr

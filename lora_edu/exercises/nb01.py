@@ -14,6 +14,7 @@ from itertools import combinations
 
 import numpy as np
 
+from lora_edu._checks import check_finite
 from lora_edu.exercises._core import Exercise, as_number, count_verdict, is_whole_number
 
 __all__ = [
@@ -38,9 +39,7 @@ def _read_matrix(answer: object, name: str = "answer") -> np.ndarray:
         raise ValueError(f"{name} is not an array of numbers") from exc
     if M.ndim != 2:
         raise ValueError(f"{name} must be 2-D (a matrix), got shape {M.shape}")
-    if not np.all(np.isfinite(M)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return M
+    return check_finite(M, name)
 
 
 def _read_count(answer: object) -> int | None:

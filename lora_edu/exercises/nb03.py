@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from lora_edu._checks import check_finite
 from lora_edu.exercises._core import Exercise, as_number, is_whole_number, named_mistake
 
 __all__ = [
@@ -66,9 +67,7 @@ def _matrix(answer: object, shape: tuple[int, ...], name: str) -> np.ndarray:
     arr = np.asarray(answer, dtype=np.float64)
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
+    return check_finite(arr, name)
 
 
 def _close(a: float, b: float, rtol: float = 1e-6) -> bool:
