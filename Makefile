@@ -34,7 +34,7 @@ help:
 	@echo "make execute    re-execute every notebook in place, fresh kernel, top to bottom, one output stream"
 	@echo "                per cell (lora_edu.tools.execute), then re-apply the slide rule"
 	@echo "make figures    regenerate figures/ from code (lora_edu/tools/figures.py)"
-	@echo "make fallback-model  re-pretrain the offline GPT-2 shipped in lora_edu/assets (~5 min on 2 cores)"
+	@echo "make fallback-model  re-pretrain the offline GPT-2 shipped in lora_edu/assets (~20 min on 2 cores)"
 	@echo "make bench      performance ratios measured side by side (figures/bench.json, bench.png; ~8 min;"
 	@echo "                BENCH_ARGS=--quick for the seconds-long smoke run)"
 	@echo "make lint       ruff"
@@ -95,7 +95,7 @@ figures: $(STAMP)
 	$(BIN)/python -m lora_edu.tools.figures
 
 fallback-model: $(STAMP)
-	$(BIN)/python -m lora_edu.gpt2 --steps 700
+	$(BIN)/python -m lora_edu.tools.fallback_model
 
 bench: $(STAMP)
 	$(BIN)/python -m lora_edu.tools.bench $(BENCH_ARGS)

@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -21,6 +23,13 @@ HARMLESS_MESSAGES: tuple[tuple[str, str, str], ...] = (
      "bitsandbytes looks for an optional faster CPU kernel on the hub; its own CPU code is used instead"),
     ("transformers.modeling_utils", "loss_type=",
      "GPT-2's config carries no loss_type; transformers picks the causal-LM loss, which is what we use"),
+)
+
+
+# (warning category, start of the message, why it is harmless): Python warnings, not log records
+HARMLESS_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
+    (FutureWarning, "`is_gradient_checkpointing` is deprecated",
+     "peft's get_peft_model reads a transformers attribute that transformers renamed; nothing changes for us"),
 )
 
 
@@ -37,7 +46,8 @@ _quieted = False
 
 
 def quiet_libraries() -> None:
-    """Drop the messages in :data:`HARMLESS_MESSAGES` and transformers' weight-loading bars.
+    """Drop the messages in :data:`HARMLESS_MESSAGES`, the warnings in :data:`HARMLESS_WARNINGS` and
+    transformers' weight-loading bars.
 
     Idempotent. Only exactly these messages are dropped: every other warning still shows.
     """
@@ -46,6 +56,8 @@ def quiet_libraries() -> None:
         return
     for name, text, _why in HARMLESS_MESSAGES:
         logging.getLogger(name).addFilter(_DropMatching(text))
+    for category, text, _why in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(text), category=category)
     if "transformers" in sys.modules or _importable("transformers"):
         from transformers.utils import logging as hf_logging
 

@@ -3,14 +3,18 @@
 Nothing here is downloaded. Sentences come from templates filled by a seeded random generator,
 so the same seed always gives the same text.
 
-* :func:`course_corpus` - plain English sentences about counting things and about the course's
-  linear algebra (number words in context, digits written with spaces, facts from notebooks 01-04).
-  The offline fallback GPT-2 is pretrained on it.
-* :func:`counting_qa_task` - the fine-tuning task of notebook 06: read one counting sentence and
-  answer "Who counted?", "What was counted?", "Where?" or "How many?" in the format
-  "Question: ...\nAnswer: ...". The format never occurs in the pretraining corpus, so the base
-  model has to learn it; held-out sentences (never seen in training) measure whether it learned the
-  rule rather than the examples: exact match on them is the task metric.
+* :func:`course_corpus` - plain English about counting things, about what *kind* of thing each
+  thing is ("Pears are a kind of fruit.", for the 192 nouns of :data:`CATEGORIES`, 24 in each of 8
+  kinds) and about the course's linear algebra. Many paragraphs tell a short counting story and
+  then say what kind of thing was counted ("Ada counted forty-seven pears in the garden. They were
+  a kind of fruit."). The offline fallback GPT-2 is pretrained on it, so it *knows* the kind of
+  every noun and can say it after a story, in these words.
+* :func:`category_task` - the fine-tuning task of notebook 06: read one counting story and answer
+  "What kind of thing was counted?" with one of the 8 label words, in the format
+  "Question: ...\\nAnswer: fruit". That format never occurs in the pretraining corpus, so the base
+  model does not answer in it. The held-out questions are about nouns that no fine-tuning example
+  contains (:func:`is_held_out`): the fine-tune cannot learn their kinds from its examples, only
+  reach the kinds the model learned in pretraining.
 """
 
 from __future__ import annotations
@@ -39,163 +43,236 @@ def number_to_words(n: int) -> str:
     return UNITS[hundreds] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
 
 
-def spaced_digits(n: int) -> str:
-    """'347' -> '3 4 7': one GPT-2 token per digit, so the model can see each digit."""
-    return " ".join(str(check_int(n, "n", 0)))
-
-
-NOUNS = ["students", "matrices", "apples", "columns", "rows", "layers", "books", "birds", "chairs", "lectures",
-         "notebooks", "weights", "cats", "trees", "questions", "examples"]
-PLACES = ["room", "library", "garden", "course", "model", "table", "class", "box", "village", "lecture hall"]
+#: The 8 kinds (each one GPT-2 token with a leading space, the task's label words) and 24 nouns of
+#: each, in the plural, unambiguous (no "bats", "files" or "dates").
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "fruit": ("apples", "pears", "plums", "cherries", "grapes", "lemons", "limes", "oranges", "peaches", "mangoes",
+              "bananas", "apricots", "figs", "melons", "kiwis", "strawberries", "raspberries", "blueberries",
+              "coconuts", "papayas", "pineapples", "tangerines", "nectarines", "pomegranates"),
+    "vegetable": ("carrots", "onions", "potatoes", "peas", "beans", "leeks", "cabbages", "turnips", "radishes",
+                  "beets", "parsnips", "cucumbers", "lettuces", "courgettes", "zucchinis", "pumpkins", "artichokes",
+                  "aubergines", "eggplants", "cauliflowers", "shallots", "yams", "sprouts", "gherkins"),
+    "animal": ("dogs", "cats", "horses", "cows", "goats", "pigs", "lions", "tigers", "bears", "wolves", "foxes",
+               "rabbits", "mice", "camels", "zebras", "monkeys", "elephants", "giraffes", "donkeys", "otters",
+               "badgers", "squirrels", "beavers", "hedgehogs"),
+    "tool": ("hammers", "saws", "drills", "wrenches", "pliers", "chisels", "screwdrivers", "shovels", "rakes", "axes",
+             "clamps", "spanners", "trowels", "hoes", "mallets", "crowbars", "spades", "scythes", "pickaxes",
+             "sickles", "hatchets", "awls", "sanders", "tongs"),
+    "furniture": ("chairs", "tables", "sofas", "beds", "desks", "stools", "benches", "shelves", "cabinets",
+                  "dressers", "wardrobes", "couches", "cupboards", "bookcases", "armchairs", "ottomans", "cots",
+                  "cribs", "sideboards", "recliners", "footstools", "futons", "nightstands", "hammocks"),
+    "vehicle": ("cars", "buses", "trucks", "vans", "bicycles", "trains", "boats", "ships", "planes", "taxis",
+                "tractors", "scooters", "wagons", "canoes", "yachts", "jeeps", "trams", "motorbikes", "helicopters",
+                "lorries", "ferries", "rafts", "sledges", "limousines"),
+    "instrument": ("pianos", "violins", "guitars", "drums", "flutes", "trumpets", "harps", "cellos", "clarinets",
+                   "oboes", "tubas", "banjos", "trombones", "saxophones", "harmonicas", "accordions", "ukuleles",
+                   "mandolins", "bassoons", "xylophones", "tambourines", "cymbals", "bagpipes", "sitars"),
+    "clothing": ("shirts", "coats", "hats", "socks", "shoes", "boots", "gloves", "scarves", "jackets", "dresses",
+                 "skirts", "trousers", "sweaters", "blouses", "vests", "caps", "sandals", "mittens", "hoodies",
+                 "cardigans", "jeans", "tunics", "gowns", "slippers"),
+}
+#: The task's answers, in a fixed order.
+LABELS: tuple[str, ...] = tuple(CATEGORIES)
+#: The kind of every noun.
+KIND: dict[str, str] = {noun: kind for kind, nouns in CATEGORIES.items() for noun in nouns}
+NOUNS: tuple[str, ...] = tuple(KIND)
+PLACES = ["room", "library", "garden", "market", "shop", "yard", "class", "barn", "village", "lecture hall"]
 NAMES = ["Ada", "Alan", "Grace", "Emmy", "Carl", "Sofia", "Kurt", "Hedy", "John", "Mary"]
+
+
+def is_held_out(noun: str) -> bool:
+    """True for the 64 nouns (every third of each kind: 8 per kind) that no fine-tuning example
+    contains; notebook 06's held-out questions are about them. The pretraining saw every noun."""
+    if noun not in KIND:
+        raise ValueError(f"noun must be one of the {len(KIND)} nouns of CATEGORIES, got {noun!r}")
+    return CATEGORIES[KIND[noun]].index(noun) % 3 == 2
+
+
 FACTS = [
     "The rank of a matrix is the number of independent columns.",
     "The rank of a product is at most the smaller of the two ranks.",
     "A rank one matrix is an outer product of two vectors.",
     "The singular value decomposition writes a matrix as a rotation, a scaling and another rotation.",
     "Keeping the largest singular values gives the best low rank approximation.",
-    "The error of the best rank k approximation is the square root of the sum of the discarded squared "
-    "singular values.",
     "A linear autoencoder learns the same subspace as principal component analysis.",
     "LoRA keeps the pretrained weight frozen and learns a low rank update.",
     "The update is the product of two thin matrices, B and A.",
     "B starts at zero, so the model starts exactly where the pretrained model was.",
     "The scaling factor is alpha divided by the rank.",
     "After training, the update can be merged into the weight.",
-    "A merged adapter adds no time at inference.",
     "Quantization stores each weight with fewer bits.",
-    "A four bit weight takes one eighth of the memory of a thirty two bit weight.",
     "Fine tuning changes the weights of a pretrained model for a new task.",
     "The learning rate controls the size of each step.",
-    "A small rank often works as well as full fine tuning.",
     "The attention layer projects the input to queries, keys and values.",
     "The tokenizer splits text into tokens.",
 ]
+#: What kind of thing a noun is, said in several ways (the knowledge the task needs).
+KIND_FACTS = [
+    "{Noun} are a kind of {kind}.",
+    "{Noun}, {noun2} and {noun3} are all kinds of {kind}.",
+    "{name} likes {noun} more than any other kind of {kind}.",
+    "There are many kinds of {kind}, for example {noun} and {noun2}.",
+]
+#: Single sentences about numbers, places and words the task's format uses (never in that format).
 TEMPLATES = [
     "There are {w} {noun} in the {place}.",
-    "{name} counted {w} {noun}.",
     "The {place} has {w} {noun} and {w2} {noun2}.",
-    "We saw {w} {noun} near the {place}.",
-    "{name} wrote {d} on the board and read it aloud as {w}.",
-    "The code {d} opens the {place}.",
-    "Page {d} of the book is about {noun}.",
     "{name} has {w} {noun}, and {name2} has {w2}.",
     "In the {place} there were {w} {noun} yesterday.",
     "The answer is {w}.",
-    # Sentences that mention the same entity twice: they teach the model to look back and copy,
-    # which is what answering a question about a sentence needs.
-    "{name} counted {w} {noun} in the {place}. "
-    "So {name} counted the {noun}, and the {noun} were in the {place}.",
-    "{name} counted {w} {noun}. That makes {w} {noun}, counted by {name}.",
-    "In the {place}, {name2} found {w2} {noun2}; {name2} found the {noun2} in the {place}.",
-    "The {noun} in the {place} were counted by {name}: {name} counted {w} of them.",
+    "Question {w} of the quiz is about {noun}.",
+    "Answer {w} on the sheet was about a kind of {kind}.",
+    "{name} asked a question about the {place}. What is in the {place}?",
+    "The first thing {name} counted was {w} {noun}.",
+    "How many {noun} are in the {place}? There are {w}.",
+    "Note: {name} counted the {noun} twice.",
+]
+#: The counting stories: who counted how many of what, and where. Four word orders, so that the
+#: noun is not always in the same place.
+STORIES = [
+    "{name} counted {w} {noun} in the {place}.",
+    "In the {place}, {name} counted {w} {noun}.",
+    "There were {w} {noun} in the {place}, and {name} counted them.",
+    "{name} went to the {place} and counted {w} {noun}.",
+]
+#: What pretraining says after a story about the kind of thing counted: the base model's ability,
+#: in its own words (:data:`PROBE` is the start of the first one).
+KIND_AFTER_STORY = [
+    "They were a kind of {kind}.",
+    "So {name} counted a kind of {kind}.",
+    "The {noun} were a kind of {kind}.",
+]
+PROBE = "They were a kind of"
+#: Other things said after a story (so that the kind is not always what follows).
+OTHER_AFTER_STORY = [
+    "The number was {w}.",
+    "It was {name} who counted.",
+    "The counting happened in the {place}.",
 ]
 
 
-def _sentence(rng: random.Random) -> str:
-    if rng.random() < 0.25:
-        return rng.choice(FACTS)
+def _fill(rng: random.Random, noun: str | None = None) -> dict[str, str]:
+    noun = noun or rng.choice(NOUNS)
+    kind = KIND[noun]
+    n2, n3 = rng.sample([n for n in CATEGORIES[kind] if n != noun], 2)
     a, b = rng.randrange(0, 1000), rng.randrange(0, 1000)
-    return rng.choice(TEMPLATES).format(
-        w=number_to_words(a), w2=number_to_words(b), d=spaced_digits(a), noun=rng.choice(NOUNS),
-        noun2=rng.choice(NOUNS), place=rng.choice(PLACES), name=rng.choice(NAMES), name2=rng.choice(NAMES),
-    )
+    return dict(w=number_to_words(a), w2=number_to_words(b), noun=noun, Noun=noun.capitalize(), noun2=n2,
+                noun3=n3, kind=kind, place=rng.choice(PLACES), name=rng.choice(NAMES), name2=rng.choice(NAMES))
 
 
-def course_corpus(n_sentences: int = 20_000, seed: int = 0) -> list[str]:
-    """``n_sentences`` seeded sentences (see module docstring), joined later into paragraphs."""
-    n_sentences = check_int(n_sentences, "n_sentences", 1)
+def _paragraph(rng: random.Random) -> str:
+    """One unit of the corpus: a fact, a sentence, a fact about kinds, or a story and what follows it."""
+    u = rng.random()
+    if u < 0.04:
+        return rng.choice(FACTS)
+    f = _fill(rng)
+    if u < 0.14:
+        return rng.choice(TEMPLATES).format(**f)
+    if u < 0.40:
+        return rng.choice(KIND_FACTS).format(**f)
+    story = rng.choice(STORIES).format(**f)
+    follow = []
+    if rng.random() < 0.3:
+        follow.append(rng.choice(OTHER_AFTER_STORY).format(**f))
+    if rng.random() < 0.75:
+        follow.append(rng.choice(KIND_AFTER_STORY).format(**f))
+    rng.shuffle(follow)
+    return " ".join([story, *follow])
+
+
+def course_corpus(n_paragraphs: int = 20_000, seed: int = 0) -> list[str]:
+    """``n_paragraphs`` seeded paragraphs of course text (see the module docstring)."""
+    n_paragraphs = check_int(n_paragraphs, "n_paragraphs", 1)
     rng = random.Random(seed)
-    return [_sentence(rng) for _ in range(n_sentences)]
+    return [_paragraph(rng) for _ in range(n_paragraphs)]
 
 
-def held_out_text(n_sentences: int = 300, seed: int = 12345) -> str:
-    """One fixed paragraph of course-style text, from a seed the pretraining never uses.
+def held_out_text(n_paragraphs: int = 300, seed: int = 12345) -> str:
+    """One fixed stretch of course text, from a seed the pretraining never uses.
 
-    Notebook 05 scores every quantized model on exactly this text (no sampling).
+    The "pretraining text" on which notebooks 05 and 06 measure perplexity (no sampling).
     """
-    return " ".join(course_corpus(n_sentences, seed))
+    return "\n".join(course_corpus(n_paragraphs, seed))
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskExample:
-    """One fine-tuning example: the model sees ``prompt`` and must continue with ``target``."""
+    """One example: the model sees ``prompt`` and must continue with ``target`` (" fruit").
+
+    ``kind`` is the right label ("fruit", ...), ``noun`` the thing counted and ``story`` the index
+    of the story's word order in :data:`STORIES`.
+    """
 
     prompt: str
     target: str
-    kind: str = ""
+    kind: str
+    noun: str
+    story: int = 0
 
     @property
     def text(self) -> str:
         return self.prompt + self.target
 
-
-QUESTIONS = {
-    "who": ("Who counted?", lambda f: f["name"]),
-    "what": ("What was counted?", lambda f: f["noun"]),
-    "where": ("Where?", lambda f: f["place"]),
-    "how many": ("How many?", lambda f: f["words"]),
-}
+    @property
+    def answer(self) -> str:
+        return self.target.strip()
 
 
-def counting_qa_example(name: str, number: int, noun: str, place: str, question: str) -> TaskExample:
-    """One reading question about one counting sentence, in the course's answer format.
+QUESTION = "What kind of thing was counted?"
 
-    >>> counting_qa_example("Ada", 47, "apples", "garden", "how many").text
-    'Ada counted forty-seven apples in the garden.\nQuestion: How many?\nAnswer: forty-seven'
+
+def category_example(name: str, number: int, noun: str, place: str, story: int = 0) -> TaskExample:
+    """One question about one counting story, in the task's format.
+
+    >>> category_example("Ada", 47, "pears", "garden").text
+    'Ada counted forty-seven pears in the garden.\\nQuestion: What kind of thing was counted?\\nAnswer: fruit'
     """
-    if question not in QUESTIONS:
-        raise ValueError(f"question must be one of {sorted(QUESTIONS)}, got {question!r}")
-    facts = {"name": name, "noun": noun, "place": place, "words": number_to_words(number)}
-    q, answer = QUESTIONS[question]
-    prompt = f"{name} counted {facts['words']} {noun} in the {place}.\nQuestion: {q}\nAnswer:"
-    return TaskExample(prompt, " " + answer(facts), question)
+    if noun not in KIND:
+        raise ValueError(f"noun must be one of the {len(KIND)} nouns of CATEGORIES, got {noun!r}")
+    story = check_int(story, "story", 0, len(STORIES) - 1)
+    text = STORIES[story].format(name=name, w=number_to_words(number), noun=noun, place=place)
+    return TaskExample(f"{text}\nQuestion: {QUESTION}\nAnswer:", " " + KIND[noun], KIND[noun], noun, story)
 
 
-def counting_qa_task(n_train: int = 800, n_test: int = 200, seed: int = 0) -> dict[str, list[TaskExample]]:
-    """The fine-tuning task of notebook 06: answer who/what/where/how many about a sentence.
+def _stories(n: int, held_out: bool, rng: random.Random) -> list[tuple]:
+    """``n`` (name, number, noun, place, story) tuples, kinds and word orders in turn, nouns from the
+    held-out or the fine-tuning side of :func:`is_held_out`."""
+    pools = {kind: [x for x in nouns if is_held_out(x) == held_out] for kind, nouns in CATEGORIES.items()}
+    return [(rng.choice(NAMES), rng.randrange(1000), rng.choice(pools[LABELS[i % len(LABELS)]]), rng.choice(PLACES),
+             (i // len(LABELS)) % len(STORIES)) for i in range(n)]
 
-    The answer is always a span of the sentence, so a model that learned the *format* answers
-    held-out sentences correctly: exact match on the test set is the task metric. Train and test
-    sentences are disjoint (no (name, number, noun, place) combination appears in both), and the
-    "Question: / Answer:" format never occurs in :func:`course_corpus`.
+
+def category_task(n_train: int = 800, n_test: int = 200, seed: int = 0) -> dict[str, list[TaskExample]]:
+    """Notebook 06's task: "What kind of thing was counted?" about a counting story.
+
+    ``train`` uses the 128 fine-tuning nouns, ``test`` the 64 held-out ones (:func:`is_held_out`), so
+    no held-out noun occurs in any training example. Both splits cycle through the 8 kinds (200 test
+    examples: 25 per kind) and the 4 word orders; each split has its own random generator, so the
+    training set is the same whatever ``n_test`` is.
     """
     n_train = check_int(n_train, "n_train", 1)
     n_test = check_int(n_test, "n_test", 1)
-    rng = random.Random(seed)
-    seen: set[tuple] = set()
-    examples: list[TaskExample] = []
-    kinds = sorted(QUESTIONS)
-    while len(examples) < n_train + n_test:
-        key = (rng.choice(NAMES), rng.randrange(1000), rng.choice(NOUNS), rng.choice(PLACES))
-        if key in seen:
-            continue
-        seen.add(key)
-        examples.append(counting_qa_example(*key, question=kinds[len(examples) % len(kinds)]))
-    rng.shuffle(examples)
-    return {"train": examples[:n_train], "test": examples[n_train:]}
+    train = [category_example(*s) for s in _stories(n_train, False, random.Random(seed))]
+    test = [category_example(*s) for s in _stories(n_test, True, random.Random(seed + 1))]
+    random.Random(seed + 2).shuffle(train)
+    random.Random(seed + 3).shuffle(test)
+    return {"train": train, "test": test}
 
 
-_NUMBER_WORDS = None
+def knowledge_probe(n: int = 200, seed: int = 54321) -> list[TaskExample]:
+    """Stories about held-out nouns, each followed by :data:`PROBE` ("They were a kind of").
 
-
-def answer_has_right_type(answer: str, example: TaskExample) -> bool:
-    """True if ``answer`` is the right *kind* of answer for the question, right or wrong:
-    a name for "who", a counted noun for "what", a place for "where", number words for "how many".
-
-    A base model that has not learned the format scores ~0 here; a model that learned the format
-    but not yet which span to copy scores high here and lower on exact match.
+    The base-model ability the task needs, asked in the words of the pretraining text instead of the
+    task's new format: a model that knows the kinds continues with the right label word.
     """
-    global _NUMBER_WORDS
-    a = answer.strip()
-    if example.kind == "who":
-        return a in NAMES
-    if example.kind == "what":
-        return a in NOUNS
-    if example.kind == "where":
-        return a in PLACES
-    if example.kind == "how many":
-        if _NUMBER_WORDS is None:
-            _NUMBER_WORDS = {number_to_words(n) for n in range(1000)}
-        return a in _NUMBER_WORDS
-    raise ValueError(f"example.kind must be one of {sorted(QUESTIONS)}, got {example.kind!r}")
+    n = check_int(n, "n", 1)
+    out = []
+    for name, number, noun, place, story in _stories(n, True, random.Random(seed)):
+        text = STORIES[story].format(name=name, w=number_to_words(number), noun=noun, place=place)
+        out.append(TaskExample(f"{text} {PROBE}", " " + KIND[noun], KIND[noun], noun, story))
+    return out
+
+
+def chance_level() -> float:
+    """Exact match of guessing one of the 8 labels uniformly at random: 1/8."""
+    return 1.0 / len(LABELS)

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -457,76 +456,3 @@ def perplexity(model, tokenizer, text: str, block_size: int = 128) -> float:
             total_nll += nll.item()
             total_tokens += len(chunk) - 1
     return math.exp(total_nll / total_tokens)
-
-
-def greedy_generate(model, tokenizer, prompt: str, max_new_tokens: int = 12, stop: str = "\n") -> str:
-    """Greedy continuation of ``prompt`` (deterministic), cut at ``stop`` or the end-of-text token."""
-    import torch
-
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(next(model.parameters()).device)
-    with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.eos_token_id, attention_mask=torch.ones_like(ids))
-    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-    return text.split(stop)[0] if stop else text
-
-
-# ------------------------------------------------------------------------------------------------
-# Building the fallback (make fallback-model)
-# ------------------------------------------------------------------------------------------------
-
-
-def build_fallback(out_dir: Path = FALLBACK_DIR, steps: int = 700, seed: int = 0, progress: bool = True) -> dict:
-    """Pretrain the fallback GPT-2 on :func:`lora_edu.corpus.course_corpus` and save it (fp16).
-
-    Deterministic for a given seed, thread count and torch build. Returns the training record,
-    also written to ``training.json`` beside the weights.
-    """
-    import torch
-    from tqdm.auto import trange
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from lora_edu.corpus import course_corpus
-
-    steps = check_int(steps, "steps", 1)
-    tok = gpt2_tokenizer()
-    text = (" " + tok.eos_token + " ").join(" ".join(course_corpus(20, seed=i)) for i in range(1, 1001))
-    ids = torch.tensor(tok(text)["input_ids"])
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(**FALLBACK_CONFIG))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    block, batch = 64, 16
-    losses = []
-    start = time.perf_counter()
-    model.train()
-    for _ in trange(steps, desc="pretraining the fallback GPT-2", disable=not progress):
-        offsets = torch.randint(0, len(ids) - block - 1, (batch,), generator=gen)
-        x = torch.stack([ids[o : o + block] for o in offsets])
-        loss = model(x, labels=x).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.half().save_pretrained(str(out_dir))
-    record = {"steps": steps, "seed": seed, "block": block, "batch": batch, "corpus_tokens": len(ids),
-              "final_loss": sum(losses[-50:]) / len(losses[-50:]), "seconds": time.perf_counter() - start,
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
-    (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Build the offline fallback GPT-2 (make fallback-model).")
-    parser.add_argument("--steps", type=int, default=700)
-    parser.add_argument("--out", type=Path, default=FALLBACK_DIR)
-    args = parser.parse_args()
-    print(json.dumps(build_fallback(args.out, args.steps), indent=2))

@@ -632,13 +632,9 @@ def _load_gpt2_calls(notebook: Path) -> list[ast.Call]:
 
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-# Notebook 06 still names "gpt2"; its helper is switching it to load_gpt2().
-PENDING = {"06_gpt2_peft_finetune.ipynb"}
 
 
-@pytest.mark.parametrize("notebook", [
-    pytest.param(nb, marks=pytest.mark.xfail(reason="still calls load_gpt2('gpt2'); being switched to load_gpt2()"))
-    if nb.name in PENDING else nb for nb in NOTEBOOKS], ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_let_the_setting_choose_the_model(notebook):
     """Every load_gpt2 call in a notebook names no model, so LORA_EDU_MODEL decides (and the test
     run's pin reaches it)."""

@@ -17,7 +17,4 @@ test extracts and runs), and at least one open, exploratory task.
 
 from lora_edu.exercises._core import Exercise, Feedback
 
-# The pre-framework checkers, kept importable until every notebook uses the new exercises.
-from lora_edu.exercises._legacy import *  # noqa: F401,F403
-
 __all__ = ["Exercise", "Feedback"]
