@@ -79,3 +79,10 @@ def test_presenter_screens_one_explorer_each_linked_in_order(tmp_path):
     assert "<style>" in head and "PageDown" in head and "'b.ipynb'" in head and "font-size: 60px" in head
     app.write_presenter(tmp_path / "presenter")   # rewritten, not added to
     assert len(list((tmp_path / "presenter").glob("*.ipynb"))) == len(secs)
+
+
+def test_qpissa_section_reads_the_shipped_weight():
+    qp = app.qpissa_section()
+    assert qp.shape == (384, 128) and qp.errors[0] > qp.errors[16]   # the top 16 out of NF4: smaller error
+    with pytest.raises(ValueError, match="layer or matrix"):
+        app.qpissa_section(layer=99)

@@ -139,7 +139,7 @@ def test_classroom_app_in_voila(page, voila_app):
     moved = move_slider(page, explorers.first, presses=3)
     assert_changed(moved)
     assert f"r = {int(moved['before']['value']) + 3}" in moved["after"]["readout"]
-    # Every other explorer on the page answers a key press too (one per notebook 01, 03, 04, 05).
+    # Every other explorer on the page answers a key press too (one per notebook 01, 03, 04, 05, 07).
     for i in range(1, explorers.count()):
         explorer = explorers.nth(i)
         assert_changed(move_slider(page, explorer, presses=1, key=direction(explorer)))

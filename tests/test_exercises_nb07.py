@@ -88,6 +88,10 @@ def test_combine_adapters(capsys):
     c1, c2 = np.sqrt(p["w1"] * p["s1"]), np.sqrt(p["w2"] * p["s2"])
     fb = verdict(nb07.combine_adapters, (c1 * p["B1"] + c2 * p["B2"], c1 * p["A1"] + c2 * p["A2"]), capsys)
     assert not fb and "linear" in fb.message
+    fb = verdict(nb07.combine_adapters, (p["B1"] + p["B2"], p["A1"] + p["A2"]), capsys)
+    assert not fb and "cross terms" in fb.message
+    fb = verdict(nb07.combine_adapters, (p["B1"], p["w1"] * p["s1"] * p["A1"]), capsys)
+    assert not fb and "first adapter" in fb.message
 
 
 # --- 07.5 PiSSA adapter as a plain LoRA -----------------------------------------------------------
@@ -98,6 +102,13 @@ def test_pissa_as_lora(capsys):
     assert verdict(nb07.pissa_as_lora, right, capsys)
     fb = verdict(nb07.pissa_as_lora, (p["B"], p["A"]), capsys)
     assert not fb and "subtracted" in fb.message
+    fb = verdict(nb07.pissa_as_lora, (p["B0"], p["A0"]), capsys)
+    assert not fb and "B A - B0 A0" in fb.message
+
+
+def test_dora_merge_rejects_the_frozen_weight(capsys):
+    fb = verdict(nb07.dora_merge, nb07.dora_merge.data["W0"], capsys)
+    assert not fb and "W0 itself" in fb.message
 
 
 # The worked solutions and the answer cells: tests/test_worked_solutions.py (every notebook).

@@ -128,6 +128,7 @@ def _check_dora_merge(answer, W0, A, B, m, alpha, r):
         (V, "that is LoRA's merged weight W0 + s B A; DoRA rescales each row to its magnitude m_i"),
         ((m / np.linalg.norm(W0, axis=1))[:, None] * W0, "that rescales W0 alone; the direction is W0 + s B A"),
         (m[:, None] * V, "the direction must be a unit vector per row: divide V by its row norms first"),
+        (W0, "that is W0 itself, the frozen weight: the merged W' adds s B A and rescales each row to m_i"),
     ]
     for value, why in known:
         if _close(ans, value):
@@ -235,6 +236,11 @@ def _check_combine(answer, B1, A1, s1, B2, A2, s2, w1, w2):
         (w1 * B1 @ A1 + w2 * B2 @ A2, f"you left out the adapters' scalings s1 = {s1:g} and s2 = {s2:g}"),
         (s1 * B1 @ A1 + s2 * B2 @ A2, f"you left out the weights w1 = {w1:g} and w2 = {w2:g}"),
         (B1 @ A1 + B2 @ A2, "you left out both the scalings s_i and the weights w_i"),
+        ((B1 + B2) @ (A1 + A2), "summing the B's and the A's separately adds the cross terms B1 A2 and B2 A1 "
+                                "(and leaves out the weights and scalings); stack the factors instead"),
+        (w1 * s1 * B1 @ A1, "that is the first adapter's update alone; the second one must be added too"),
+        (w2 * s2 * B2 @ A2, "that is the second adapter's update alone; the first one must be added too"),
+        (B1 @ A1, "that is the first adapter alone, unweighted; the result must hold both updates"),
     ]
     for value, why in known:
         if _close(got, value):
@@ -286,6 +292,8 @@ def _check_pissa_as_lora(answer, B0, A0, B, A, s):
         ((B - B0) @ (A - A0), "(B - B0)(A - A0) is not B A - B0 A0: the cross terms B A0 + B0 A are missing"),
         (B @ A + B0 @ A0, "sign: the residual already had s B0 A0 taken out, so it is subtracted, not added"),
         (s * right, f"the LoRA is used with the same scaling s = {s:g}; do not multiply the factors by it"),
+        (B0 @ A0, "that is the initial principal part B0 A0 (the PiSSA start); the fine-tune's change is B A - B0 A0"),
+        (-(B0 @ A0), "that removes the initial principal part but forgets the trained B A: the change is B A - B0 A0"),
     ]
     for value, why in known:
         if _close(got, value):

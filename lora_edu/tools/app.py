@@ -154,6 +154,25 @@ def quantization_section(shape: tuple[int, int] = (256, 256), seed: int = 0) -> 
     return quantization_explorer(w, name="Gaussian weight with one outlier")
 
 
+def qpissa_section(layer: int = 0, matrix: str = "attn.c_attn") -> Explorer:
+    """QLoRA vs QPiSSA (notebook 07) on one weight of the shipped offline GPT-2, lora-edu/tiny-gpt2.
+
+    Reads the one tensor from ``lora_edu/assets/tiny_gpt2/model.safetensors`` (no model is built);
+    ``Conv1D`` stores it (k, d), so the explorer gets its transpose, the (d, k) matrix.
+    """
+    from safetensors import safe_open
+
+    from lora_edu.explorers import qpissa_explorer
+    from lora_edu.gpt2 import FALLBACK_DIR
+
+    key = f"transformer.h.{check_int(layer, 'layer', 0)}.{matrix}.weight"
+    with safe_open(str(FALLBACK_DIR / "model.safetensors"), framework="pt") as f:
+        if key not in f.keys():
+            raise ValueError(f"no weight {key!r} in the offline GPT-2 (layer or matrix out of range)")
+        weight = f.get_tensor(key)
+    return qpissa_explorer(weight.T, name=f"offline GPT-2, block {layer} {matrix}")
+
+
 def app_notebook() -> nbformat.NotebookNode:
     """The notebook voila serves: a title, then a heading, one line and one builder call per section."""
     nb = nbformat.v4.new_notebook()

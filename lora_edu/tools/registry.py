@@ -99,7 +99,10 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              from_scratch=("lora_edu.variants:output_norms", "lora_edu.variants:DoRALinear",
                            "lora_edu.variants:magnitude_direction_change", "lora_edu.variants:check_initialisable",
                            "lora_edu.variants:pissa_init", "lora_edu.variants:olora_init",
-                           "lora_edu.variants:loraplus_param_groups", "lora_edu.variants:concat_adapters")),
+                           "lora_edu.variants:loraplus_param_groups", "lora_edu.variants:concat_adapters"),
+             app=AppSection("qpissa_section", "QLoRA vs QPiSSA: the 4-bit error of the frozen part",
+                            "Moving the top r singular directions into the adapter shrinks the NF4 error by "
+                            "about sqrt(1 - energy kept); a flat spectrum gains little.")),
 )
 
 #: The classroom app opens with this notebook's section (the course's headline picture), then the
