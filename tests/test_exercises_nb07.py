@@ -1,33 +1,15 @@
-"""Notebook 07's exercises: trivial and pitfall answers are never right, the feedback names the
-mistake, right answers pass."""
+"""Notebook 07's exercises: pitfall answers are never right, the feedback names the mistake, right
+answers pass (trivial answers: tests/test_exercises_common.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import printed_verdict
 
 from lora_edu.exercises import nb07
 
-
-def verdict(exercise, answer, capsys):
-    fb = exercise.check(answer)
-    assert capsys.readouterr().out.strip() == repr(fb)        # check() prints exactly its verdict
-    return fb
-
-
-TRIVIAL = [None, 0, 0.0, "", [], (), "abc", {"a": 1}, float("nan")]
-
-
-@pytest.mark.parametrize("exercise", [getattr(nb07, name) for name in nb07.__all__], ids=nb07.__all__)
-@pytest.mark.parametrize("answer", TRIVIAL, ids=repr)
-def test_trivial_answers_are_never_right(exercise, answer, capsys):
-    assert not verdict(exercise, answer, capsys)
-
-
-@pytest.mark.parametrize("exercise", [getattr(nb07, name) for name in nb07.__all__], ids=nb07.__all__)
-def test_the_problems_own_data_is_not_an_answer(exercise, capsys):
-    for value in exercise.data.values():
-        assert not verdict(exercise, value, capsys)
+verdict = printed_verdict
 
 
 def test_problem_arrays_are_read_only():

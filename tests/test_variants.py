@@ -34,6 +34,19 @@ class Net(nn.Module):
         return self.fc(x)
 
 
+class TwoLayers(nn.Module):
+    """x -> out(relu(fc1(x))), k -> h -> d, with the output layer named ``out`` (PEFT targets modules by name)."""
+
+    def __init__(self, k: int, h: int, d: int, out: str = "fc2"):
+        super().__init__()
+        self.fc1 = nn.Linear(k, h)
+        self.add_module(out, nn.Linear(h, d))
+        self.out = out
+
+    def forward(self, x):
+        return getattr(self, self.out)(torch.relu(self.fc1(x)))
+
+
 def tiny_gpt2(seed: int = 1):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -305,16 +318,9 @@ def test_pissa_and_olora_refuse_bad_input():
 def test_loraplus_groups_equal_peft_create_loraplus_optimizer():
     from peft.optimizers import create_loraplus_optimizer
 
-    class Two(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.head = nn.Linear(6, 8), nn.Linear(8, 3)
-
-        def forward(self, x):
-            return self.head(torch.relu(self.fc1(x)))
-
     for use_dora in (False, True):
-        pm = peft_model(Two(), r=2, lora_alpha=4, target_modules=["fc1"], modules_to_save=["head"], use_dora=use_dora)
+        pm = peft_model(TwoLayers(6, 8, 3, out="head"), r=2, lora_alpha=4, target_modules=["fc1"],
+                        modules_to_save=["head"], use_dora=use_dora)
         ref = create_loraplus_optimizer(pm, torch.optim.Adam, lr=1e-3, loraplus_lr_ratio=16)
         ref_lr = {id(p): g["lr"] for g in ref.param_groups for p in g["params"]}
         ours_lr = {id(p): g["lr"] for g in V.loraplus_param_groups(pm, 1e-3, 16) for p in g["params"]}
@@ -404,17 +410,9 @@ def test_concat_adapters_equals_peft_cat_and_linear_does_not():
 def test_adalora_helpers():
     from peft import AdaLoraConfig, get_peft_model
 
-    class Two(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.fc2 = nn.Linear(10, 12), nn.Linear(12, 4)
-
-        def forward(self, x):
-            return self.fc2(torch.relu(self.fc1(x)))
-
     torch.manual_seed(0)
     cfg = AdaLoraConfig(target_modules=["fc1", "fc2"], init_r=4, target_r=2, tinit=2, tfinal=2, deltaT=1, total_step=10)
-    pm = get_peft_model(Two(), cfg)
+    pm = get_peft_model(TwoLayers(10, 12, 4), cfg)
     X, y = torch.randn(30, 10), torch.randint(0, 4, (30,))
     V.fit(pm, X, y, steps=10, lr=1e-2, extra_loss=lambda m: 0.1 * V.orthogonality_penalty(m),
           after_step=pm.base_model.update_and_allocate)

@@ -18,37 +18,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from lora_edu.exercises._core import Exercise, is_whole_number
+from lora_edu.exercises._core import (
+    Exercise,
+    arrays_close,
+    as_array,
+    count_verdict,
+    is_whole_number,
+    named_mistake,
+    read_only,
+)
 
 __all__ = ["combine_adapters", "dora_merge", "dora_params", "pissa_as_lora", "pissa_factors"]
-
-
-def _as_array(answer: object, name: str = "answer") -> np.ndarray:
-    """``answer`` (numpy array, torch tensor or nested lists) as a float64 array."""
-    if hasattr(answer, "detach"):  # a torch tensor
-        answer = answer.detach().cpu().numpy()
-    arr = np.asarray(answer, dtype=np.float64)
-    if arr.dtype == object:
-        raise TypeError(f"{name} must be an array of numbers")
-    return arr
-
-
-def _read_only(problem: dict) -> dict:
-    """Freeze the problem's arrays: ``W = data["W0"]; W -= ...`` then raises instead of changing the problem."""
-    for value in problem.values():
-        if isinstance(value, np.ndarray):
-            value.setflags(write=False)
-    return problem
-
-
-def _close(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> bool:
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max()))))
 
 
 def _pair(answer: object, names: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         raise TypeError(f"give a pair {names}")
-    return _as_array(answer[0]), _as_array(answer[1])
+    return as_array(answer[0]), as_array(answer[1])
 
 
 # --- 07.1: DoRA's parameter count -------------------------------------------------------------
@@ -60,9 +46,8 @@ def _check_dora_params(answer, n_layer: int, n_embd: int, r: int, target_modules
     k, d = n_embd, 3 * n_embd  # c_attn: n_embd inputs -> Q, K and V at once
     lora = n_layer * r * (k + d)
     right = lora + n_layer * d
-    if answer == right:
-        return True, (f"per block r (k + d) = {r} x ({k} + {d}) for A and B, plus d = {d} magnitudes (one per "
-                      f"output unit): {n_layer} x {r * (k + d) + d:,} = {right:,}, {right - lora:,} more than LoRA")
+    why_right = (f"per block r (k + d) = {r} x ({k} + {d}) for A and B, plus d = {d} magnitudes (one per "
+                 f"output unit): {n_layer} x {r * (k + d) + d:,} = {right:,}, {right - lora:,} more than LoRA")
     known = {
         lora: f"that is plain LoRA ({lora:,}); DoRA also trains one magnitude per output unit of each layer",
         lora + n_layer * k: (f"one magnitude per *input* ({k}); DoRA's vector has one entry per output unit "
@@ -72,10 +57,9 @@ def _check_dora_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         n_layer * (r * (k + d) + k * d): "the magnitude is a vector, not a full matrix: d numbers, not d x k",
         n_layer * d: "that counts only the magnitudes; A and B train too",
     }
-    if answer in known:
-        return False, known[answer]
-    return False, (f"{answer:,} is not it: count A (r x k), B (d x r) and the magnitude vector, in each of "
-                   f"{n_layer} blocks")
+    hint = (f"{answer:,} is not it: count A (r x k), B (d x r) and the magnitude vector, in each of "
+            f"{n_layer} blocks")
+    return count_verdict(answer, right, why_right, known, hint)
 
 
 dora_params = Exercise(
@@ -106,7 +90,7 @@ def _dora_problem() -> dict:
 
 
 def _check_dora_merge(answer, W0, A, B, m, alpha, r):
-    ans = _as_array(answer)
+    ans = as_array(answer)
     s = alpha / r
     V = W0 + s * B @ A
     right = (m / np.linalg.norm(V, axis=1))[:, None] * V
@@ -114,7 +98,7 @@ def _check_dora_merge(answer, W0, A, B, m, alpha, r):
         if ans.shape == right.T.shape:
             return False, f"shape {ans.shape}: the merged weight has W0's (d, k) layout {right.shape}"
         return False, f"the merged weight has W0's shape {right.shape}, got {ans.shape}"
-    if _close(ans, right):
+    if arrays_close(ans, right):
         return True, ("W' = m * V / ||V||_c with V = W0 + s B A: every row (output unit) of V is scaled to length "
                       "m_i, so the merged layer runs at plain-Linear speed")
     known = [
@@ -130,9 +114,8 @@ def _check_dora_merge(answer, W0, A, B, m, alpha, r):
         (m[:, None] * V, "the direction must be a unit vector per row: divide V by its row norms first"),
         (W0, "that is W0 itself, the frozen weight: the merged W' adds s B A and rescales each row to m_i"),
     ]
-    for value, why in known:
-        if _close(ans, value):
-            return False, why
+    if why := named_mistake(ans, known):
+        return False, why
     return False, "not m * V / ||V||_c with V = W0 + s B A (row norms, s = alpha / r)"
 
 
@@ -141,7 +124,7 @@ dora_merge = Exercise(
     statement=("A trained DoRA layer has W0 (d x k, h = W0 x), A (r x k), B (d x r), the magnitudes m (d values), "
                "alpha and r. Compute the weight W' that merging writes into the layer."),
     checker=_check_dora_merge,
-    data=_read_only(_dora_problem()),
+    data=read_only(_dora_problem()),
     answer_format="a (3, 4) array or tensor",
 )
 
@@ -161,7 +144,7 @@ def _pissa_problem() -> dict:
 def _check_pissa(answer, W0, r, alpha):
     if not isinstance(answer, (tuple, list)) or len(answer) != 3:
         return False, "give a triple (B, A, W_res): B (d, r), A (r, k) and the frozen residual W_res (d, k)"
-    B, A, W_res = (_as_array(a) for a in answer)
+    B, A, W_res = (as_array(a) for a in answer)
     d, k = W0.shape
     if B.shape != (d, r) or A.shape != (r, k) or W_res.shape != (d, k):
         return False, f"shapes must be B {(d, r)}, A {(r, k)}, W_res {(d, k)}; got {B.shape}, {A.shape}, {W_res.shape}"
@@ -169,20 +152,20 @@ def _check_pissa(answer, W0, r, alpha):
     U, S, Vt = np.linalg.svd(W0, full_matrices=False)
     principal = (U[:, :r] * S[:r]) @ Vt[:r]
     minor = (U[:, -r:] * S[-r:]) @ Vt[-r:]
-    if _close(s * B @ A, minor):
+    if arrays_close(s * B @ A, minor):
         return False, "those are the r *smallest* singular triplets (MiLoRA's choice); PiSSA takes the largest"
-    if _close(B @ A, principal) and not _close(s * B @ A, principal):
+    if arrays_close(B @ A, principal) and not arrays_close(s * B @ A, principal):
         return False, (f"B A is U_r S_r V_r^T, but the layer adds s B A with s = {s:g}: divide S_r by s "
                        "(B = U_r sqrt(S_r / s), A = sqrt(S_r / s) V_r^T)")
-    if not _close(s * B @ A, principal):
+    if not arrays_close(s * B @ A, principal):
         return False, "s B A must be the best rank-r part of W0, U_r S_r V_r^T (the top r singular triplets)"
-    if _close(W_res, W0):
+    if arrays_close(W_res, W0):
         return False, ("W_res must be W0 - U_r S_r V_r^T: with W0 itself frozen the layer would compute "
                        "W0 + U_r S_r V_r^T, not W0, at the start")
-    if not _close(W_res, W0 - principal):
+    if not arrays_close(W_res, W0 - principal):
         return False, "W_res + s B A must equal W0 exactly: the residual is W0 - U_r S_r V_r^T"
     target = np.diag(S[:r] / s)
-    if not (_close(B.T @ B, target) and _close(A @ A.T, target)):
+    if not (arrays_close(B.T @ B, target) and arrays_close(A @ A.T, target)):
         return False, ("B A and the residual are right, but the split is not PiSSA's: both factors get "
                        "sqrt(S_r / s) (B^T B = A A^T = S_r / s), so B and A start at the same scale")
     return True, (f"B = U_r sqrt(S_r / s), A = sqrt(S_r / s) V_r^T with s = {s:g}, and W_res = W0 - U_r S_r V_r^T: "
@@ -195,7 +178,7 @@ pissa_factors = Exercise(
     statement=("Initialise a PiSSA adapter of rank r (scaling s = alpha / r) on W0: give B (d x r), A (r x k) and "
                "the frozen residual W_res, as PEFT's init_lora_weights='pissa' does."),
     checker=_check_pissa,
-    data=_read_only(_pissa_problem()),
+    data=read_only(_pissa_problem()),
     answer_format="a triple (B, A, W_res) of arrays, shapes (6, 2), (2, 5), (6, 5)",
 )
 
@@ -225,7 +208,7 @@ def _check_combine(answer, B1, A1, s1, B2, A2, s2, w1, w2):
         return False, f"B must be (d, r_total) = ({d}, ?) and A (r_total, k) = (?, {k}) with the same r_total"
     right = w1 * s1 * B1 @ A1 + w2 * s2 * B2 @ A2
     got = B @ A
-    if _close(got, right):
+    if arrays_close(got, right):
         return True, (f"B A = w1 s1 B1 A1 + w2 s2 B2 A2 with rank up to {B1.shape[1] + B2.shape[1]}: e.g. B = [B1, B2] "
                       "and A = [w1 s1 A1; w2 s2 A2] (PEFT's combination_type='cat')")
     c1, c2 = np.sqrt(w1 * s1), np.sqrt(w2 * s2)
@@ -242,9 +225,8 @@ def _check_combine(answer, B1, A1, s1, B2, A2, s2, w1, w2):
         (w2 * s2 * B2 @ A2, "that is the second adapter's update alone; the first one must be added too"),
         (B1 @ A1, "that is the first adapter alone, unweighted; the result must hold both updates"),
     ]
-    for value, why in known:
-        if _close(got, value):
-            return False, why
+    if why := named_mistake(got, known):
+        return False, why
     return False, "B A must equal w1 s1 B1 A1 + w2 s2 B2 A2 (check which factor carries the weights and scalings)"
 
 
@@ -253,7 +235,7 @@ combine_adapters = Exercise(
     statement=("Two adapters (B1, A1, scaling s1) and (B2, A2, s2) were trained on one base. Build one adapter "
                "(B, A), used with scaling 1, that adds exactly w1 times the first update plus w2 times the second."),
     checker=_check_combine,
-    data=_read_only(_combine_problem()),
+    data=read_only(_combine_problem()),
     answer_format="a pair (B, A): B of shape (4, r_total), A of shape (r_total, 5)",
 )
 
@@ -283,7 +265,7 @@ def _check_pissa_as_lora(answer, B0, A0, B, A, s):
         return False, f"B_new must be (d, r_new) = ({d}, ?) and A_new (r_new, k) = (?, {k})"
     right = B @ A - B0 @ A0  # W_res + s B A = W0 + s (B A - B0 A0)
     got = Bn @ An
-    if _close(got, right):
+    if arrays_close(got, right):
         return True, (f"W_res + s B A = W0 + s (B A - B0 A0): e.g. B_new = [B, -B0], A_new = [A; A0], rank "
                       f"{Bn.shape[1]} (PEFT's path_initial_model_for_weight_conversion does exactly this, rank 2r)")
     known = [
@@ -295,9 +277,8 @@ def _check_pissa_as_lora(answer, B0, A0, B, A, s):
         (B0 @ A0, "that is the initial principal part B0 A0 (the PiSSA start); the fine-tune's change is B A - B0 A0"),
         (-(B0 @ A0), "that removes the initial principal part but forgets the trained B A: the change is B A - B0 A0"),
     ]
-    for value, why in known:
-        if _close(got, value):
-            return False, why
+    if why := named_mistake(got, known):
+        return False, why
     return False, "s B_new A_new must equal the whole change from the original W0, s (B A - B0 A0)"
 
 
@@ -307,6 +288,6 @@ pissa_as_lora = Exercise(
                "(B, A). Give factors (B_new, A_new) of a plain LoRA, same scaling s, for the original W0 that "
                "computes the same layer."),
     checker=_check_pissa_as_lora,
-    data=_read_only(_pissa_lora_problem()),
+    data=read_only(_pissa_lora_problem()),
     answer_format="a pair (B_new, A_new): B_new of shape (5, r_new), A_new of shape (r_new, 4)",
 )
