@@ -151,3 +151,12 @@ def count_verdict(n: object, right: int, why_right: str, known: Mapping[object, 
     if n in known:
         return False, known[n]
     return False, hint
+
+
+def array_verdict(got: np.ndarray, right: np.ndarray, why_right: str, known: Iterable[tuple[Any, str]],
+                  hint: str) -> tuple[bool, str]:
+    """A checker's verdict on an array: ``why_right`` when ``got`` is close to ``right``, the message of the
+    first ``known`` wrong value it is close to, else ``hint`` (closeness: :func:`arrays_close`)."""
+    if arrays_close(got, right):
+        return True, why_right
+    return False, named_mistake(got, known) or hint

@@ -22,6 +22,7 @@ import numpy as np
 
 from lora_edu.exercises._core import (
     Exercise,
+    array_verdict,
     arrays_close,
     as_array,
     as_number,
@@ -93,8 +94,7 @@ def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
             return False, (f"shape {ans.shape} is nn.Linear's (out, in) layout; this Conv1D stores its weight "
                            f"(in, out) = {right.shape}, so the update must be added transposed")
         return False, f"the merged weight has the stored weight's shape {right.shape}, got {ans.shape}"
-    if arrays_close(ans, right):
-        return True, f"W + (alpha / r) (B A)^T with alpha / r = {s:g}: the layer now computes x W' + b in one product"
+    why_right = f"W + (alpha / r) (B A)^T with alpha / r = {s:g}: the layer now computes x W' + b in one product"
     known = [
         (W_stored, "that is the stored weight unchanged; B is not zero here, so the update is not zero"),
         (W_stored + delta.T, f"you forgot the scaling alpha / r = {s:g}"),
@@ -103,9 +103,8 @@ def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
         (s * delta.T, "that is the update alone; the merged weight is the stored weight plus the update"),
         (W_stored + alpha * delta.T, "you multiplied by alpha; the scaling is alpha / r"),
     ]
-    if why := named_mistake(ans, known):
-        return False, why
-    return False, "not W + (alpha / r) (B A)^T; check the product order B A (d x k) and the transpose"
+    hint = "not W + (alpha / r) (B A)^T; check the product order B A (d x k) and the transpose"
+    return array_verdict(ans, right, why_right, known, hint)
 
 
 merge_conv1d = Exercise(

@@ -20,11 +20,11 @@ import numpy as np
 
 from lora_edu.exercises._core import (
     Exercise,
+    array_verdict,
     arrays_close,
     as_array,
     count_verdict,
     is_whole_number,
-    named_mistake,
     read_only,
 )
 
@@ -98,9 +98,8 @@ def _check_dora_merge(answer, W0, A, B, m, alpha, r):
         if ans.shape == right.T.shape:
             return False, f"shape {ans.shape}: the merged weight has W0's (d, k) layout {right.shape}"
         return False, f"the merged weight has W0's shape {right.shape}, got {ans.shape}"
-    if arrays_close(ans, right):
-        return True, ("W' = m * V / ||V||_c with V = W0 + s B A: every row (output unit) of V is scaled to length "
-                      "m_i, so the merged layer runs at plain-Linear speed")
+    why_right = ("W' = m * V / ||V||_c with V = W0 + s B A: every row (output unit) of V is scaled to length "
+                 "m_i, so the merged layer runs at plain-Linear speed")
     known = [
         (m[:, None] * V / np.linalg.norm(V, axis=0)[None, :],
          "you normalised the columns (one norm per input); DoRA's norm is per output unit: the rows of the "
@@ -114,9 +113,8 @@ def _check_dora_merge(answer, W0, A, B, m, alpha, r):
         (m[:, None] * V, "the direction must be a unit vector per row: divide V by its row norms first"),
         (W0, "that is W0 itself, the frozen weight: the merged W' adds s B A and rescales each row to m_i"),
     ]
-    if why := named_mistake(ans, known):
-        return False, why
-    return False, "not m * V / ||V||_c with V = W0 + s B A (row norms, s = alpha / r)"
+    hint = "not m * V / ||V||_c with V = W0 + s B A (row norms, s = alpha / r)"
+    return array_verdict(ans, right, why_right, known, hint)
 
 
 dora_merge = Exercise(
@@ -208,9 +206,8 @@ def _check_combine(answer, B1, A1, s1, B2, A2, s2, w1, w2):
         return False, f"B must be (d, r_total) = ({d}, ?) and A (r_total, k) = (?, {k}) with the same r_total"
     right = w1 * s1 * B1 @ A1 + w2 * s2 * B2 @ A2
     got = B @ A
-    if arrays_close(got, right):
-        return True, (f"B A = w1 s1 B1 A1 + w2 s2 B2 A2 with rank up to {B1.shape[1] + B2.shape[1]}: e.g. B = [B1, B2] "
-                      "and A = [w1 s1 A1; w2 s2 A2] (PEFT's combination_type='cat')")
+    why_right = (f"B A = w1 s1 B1 A1 + w2 s2 B2 A2 with rank up to {B1.shape[1] + B2.shape[1]}: e.g. B = [B1, B2] "
+                 "and A = [w1 s1 A1; w2 s2 A2] (PEFT's combination_type='cat')")
     c1, c2 = np.sqrt(w1 * s1), np.sqrt(w2 * s2)
     known = [
         ((c1 * B1 + c2 * B2) @ (c1 * A1 + c2 * A2),
@@ -225,9 +222,8 @@ def _check_combine(answer, B1, A1, s1, B2, A2, s2, w1, w2):
         (w2 * s2 * B2 @ A2, "that is the second adapter's update alone; the first one must be added too"),
         (B1 @ A1, "that is the first adapter alone, unweighted; the result must hold both updates"),
     ]
-    if why := named_mistake(got, known):
-        return False, why
-    return False, "B A must equal w1 s1 B1 A1 + w2 s2 B2 A2 (check which factor carries the weights and scalings)"
+    hint = "B A must equal w1 s1 B1 A1 + w2 s2 B2 A2 (check which factor carries the weights and scalings)"
+    return array_verdict(got, right, why_right, known, hint)
 
 
 combine_adapters = Exercise(
@@ -265,9 +261,8 @@ def _check_pissa_as_lora(answer, B0, A0, B, A, s):
         return False, f"B_new must be (d, r_new) = ({d}, ?) and A_new (r_new, k) = (?, {k})"
     right = B @ A - B0 @ A0  # W_res + s B A = W0 + s (B A - B0 A0)
     got = Bn @ An
-    if arrays_close(got, right):
-        return True, (f"W_res + s B A = W0 + s (B A - B0 A0): e.g. B_new = [B, -B0], A_new = [A; A0], rank "
-                      f"{Bn.shape[1]} (PEFT's path_initial_model_for_weight_conversion does exactly this, rank 2r)")
+    why_right = (f"W_res + s B A = W0 + s (B A - B0 A0): e.g. B_new = [B, -B0], A_new = [A; A0], rank "
+                 f"{Bn.shape[1]} (PEFT's path_initial_model_for_weight_conversion does exactly this, rank 2r)")
     known = [
         (B @ A, "that LoRA adds s B A to W0, but the trained model is W_res + s B A = W0 - s B0 A0 + s B A: "
                 "the initial principal part must be subtracted"),
@@ -277,9 +272,8 @@ def _check_pissa_as_lora(answer, B0, A0, B, A, s):
         (B0 @ A0, "that is the initial principal part B0 A0 (the PiSSA start); the fine-tune's change is B A - B0 A0"),
         (-(B0 @ A0), "that removes the initial principal part but forgets the trained B A: the change is B A - B0 A0"),
     ]
-    if why := named_mistake(got, known):
-        return False, why
-    return False, "s B_new A_new must equal the whole change from the original W0, s (B A - B0 A0)"
+    hint = "s B_new A_new must equal the whole change from the original W0, s (B A - B0 A0)"
+    return array_verdict(got, right, why_right, known, hint)
 
 
 pissa_as_lora = Exercise(
