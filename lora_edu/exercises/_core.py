@@ -100,7 +100,7 @@ def exercise(key: str, *, data: Mapping[str, Any] | None = None,
         def gpt2_medium_params(answer, n_layer, n_embd, r):
             \"\"\"LoRA with r = 16 on GPT-2 medium's c_attn: how many trainable parameters does it add?\"\"\"
             ...
-            return count_verdict(answer, right, why_right, known, hint)
+            return params_verdict(answer, right, why_right, known, hint)
 
     makes ``gpt2_medium_params`` the exercise (the function stays its ``checker``). The docstring may
     wrap over lines; :meth:`Exercise.show` prints it as one line.
