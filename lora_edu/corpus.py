@@ -20,6 +20,7 @@ so the same seed always gives the same text.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from lora_edu._checks import check_int
@@ -43,34 +44,32 @@ def number_to_words(n: int) -> str:
     return UNITS[hundreds] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
 
 
+def _word_table(text: str) -> dict[str, tuple[str, ...]]:
+    """``kind: word word ...`` entries, each may wrap over lines, as ``{kind: (word, ...)}`` in their order."""
+    parts = re.split(r"(\w+):", text)
+    return {kind: tuple(words.split()) for kind, words in zip(parts[1::2], parts[2::2], strict=True)}
+
+
 #: The 8 kinds (each one GPT-2 token with a leading space, the task's label words) and 24 nouns of
 #: each, in the plural, unambiguous (no "bats", "files" or "dates").
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "fruit": ("apples", "pears", "plums", "cherries", "grapes", "lemons", "limes", "oranges", "peaches", "mangoes",
-              "bananas", "apricots", "figs", "melons", "kiwis", "strawberries", "raspberries", "blueberries",
-              "coconuts", "papayas", "pineapples", "tangerines", "nectarines", "pomegranates"),
-    "vegetable": ("carrots", "onions", "potatoes", "peas", "beans", "leeks", "cabbages", "turnips", "radishes",
-                  "beets", "parsnips", "cucumbers", "lettuces", "courgettes", "zucchinis", "pumpkins", "artichokes",
-                  "aubergines", "eggplants", "cauliflowers", "shallots", "yams", "sprouts", "gherkins"),
-    "animal": ("dogs", "cats", "horses", "cows", "goats", "pigs", "lions", "tigers", "bears", "wolves", "foxes",
-               "rabbits", "mice", "camels", "zebras", "monkeys", "elephants", "giraffes", "donkeys", "otters",
-               "badgers", "squirrels", "beavers", "hedgehogs"),
-    "tool": ("hammers", "saws", "drills", "wrenches", "pliers", "chisels", "screwdrivers", "shovels", "rakes", "axes",
-             "clamps", "spanners", "trowels", "hoes", "mallets", "crowbars", "spades", "scythes", "pickaxes",
-             "sickles", "hatchets", "awls", "sanders", "tongs"),
-    "furniture": ("chairs", "tables", "sofas", "beds", "desks", "stools", "benches", "shelves", "cabinets",
-                  "dressers", "wardrobes", "couches", "cupboards", "bookcases", "armchairs", "ottomans", "cots",
-                  "cribs", "sideboards", "recliners", "footstools", "futons", "nightstands", "hammocks"),
-    "vehicle": ("cars", "buses", "trucks", "vans", "bicycles", "trains", "boats", "ships", "planes", "taxis",
-                "tractors", "scooters", "wagons", "canoes", "yachts", "jeeps", "trams", "motorbikes", "helicopters",
-                "lorries", "ferries", "rafts", "sledges", "limousines"),
-    "instrument": ("pianos", "violins", "guitars", "drums", "flutes", "trumpets", "harps", "cellos", "clarinets",
-                   "oboes", "tubas", "banjos", "trombones", "saxophones", "harmonicas", "accordions", "ukuleles",
-                   "mandolins", "bassoons", "xylophones", "tambourines", "cymbals", "bagpipes", "sitars"),
-    "clothing": ("shirts", "coats", "hats", "socks", "shoes", "boots", "gloves", "scarves", "jackets", "dresses",
-                 "skirts", "trousers", "sweaters", "blouses", "vests", "caps", "sandals", "mittens", "hoodies",
-                 "cardigans", "jeans", "tunics", "gowns", "slippers"),
-}
+CATEGORIES: dict[str, tuple[str, ...]] = _word_table("""
+fruit: apples pears plums cherries grapes lemons limes oranges peaches mangoes bananas apricots figs melons kiwis
+    strawberries raspberries blueberries coconuts papayas pineapples tangerines nectarines pomegranates
+vegetable: carrots onions potatoes peas beans leeks cabbages turnips radishes beets parsnips cucumbers lettuces
+    courgettes zucchinis pumpkins artichokes aubergines eggplants cauliflowers shallots yams sprouts gherkins
+animal: dogs cats horses cows goats pigs lions tigers bears wolves foxes rabbits mice camels zebras monkeys
+    elephants giraffes donkeys otters badgers squirrels beavers hedgehogs
+tool: hammers saws drills wrenches pliers chisels screwdrivers shovels rakes axes clamps spanners trowels hoes
+    mallets crowbars spades scythes pickaxes sickles hatchets awls sanders tongs
+furniture: chairs tables sofas beds desks stools benches shelves cabinets dressers wardrobes couches cupboards
+    bookcases armchairs ottomans cots cribs sideboards recliners footstools futons nightstands hammocks
+vehicle: cars buses trucks vans bicycles trains boats ships planes taxis tractors scooters wagons canoes yachts
+    jeeps trams motorbikes helicopters lorries ferries rafts sledges limousines
+instrument: pianos violins guitars drums flutes trumpets harps cellos clarinets oboes tubas banjos trombones
+    saxophones harmonicas accordions ukuleles mandolins bassoons xylophones tambourines cymbals bagpipes sitars
+clothing: shirts coats hats socks shoes boots gloves scarves jackets dresses skirts trousers sweaters blouses vests
+    caps sandals mittens hoodies cardigans jeans tunics gowns slippers
+""")
 #: The task's answers, in a fixed order.
 LABELS: tuple[str, ...] = tuple(CATEGORIES)
 #: The kind of every noun.

@@ -308,7 +308,8 @@ def train(
     Returns the history: ``loss`` and ``step_seconds`` per step, ``stopped`` (None or the reason),
     and the cost of the run for :func:`cost_receipt`: ``steps``, ``seconds``, ``tokens`` (real
     tokens this process read, padding excluded), ``peak_memory_bytes``, ``trainable``,
-    ``optimizer_state_bytes`` (AdamW's two moments) and ``device``.
+    ``optimizer_state_bytes`` (AdamW's two moments), ``gradient_bytes`` (one gradient per
+    trainable parameter) and ``device``.
     """
     steps = check_int(steps, "steps", 1)
     world_size = check_int(world_size, "world_size", 1)
@@ -362,7 +363,7 @@ def train(
     model.eval()
     history.update(steps=len(history["loss"]), seconds=time.perf_counter() - start, peak_memory_bytes=mem.peak,
                    trainable=count_parameters(model)[0], optimizer_state_bytes=optimizer_state_bytes(opt),
-                   device=str(device))
+                   gradient_bytes=sum(p.numel() * p.element_size() for p in params), device=str(device))
     return history
 
 
@@ -373,15 +374,23 @@ def _restore(params, saved) -> None:
 
 
 def cost_receipt(history: dict, label: str = "") -> str:
-    """What a training run cost, on one line: steps, seconds, tokens/s, peak memory, trainable
-    parameters, AdamW state and device (from :func:`train`'s history)."""
+    """What a training run cost, on one line: steps, seconds, tokens/s, trainable parameters, the
+    memory that training adds for them (gradients + AdamW's two moments, computed), the measured
+    peak memory and the device (from :func:`train`'s history).
+
+    The measured figure is the GPU's peak allocation on a GPU. On a CPU it is the peak rise of the
+    process's resident memory: only pages newly taken from the system count, so a small run that
+    reuses memory the process already holds can show +0 MiB; the computed figure does not depend
+    on that.
+    """
     secs = history["seconds"]
-    mem = history["peak_memory_bytes"]
-    where = "GPU peak allocated" if history["device"].startswith("cuda") else "RSS rise"
+    mem = history["peak_memory_bytes"] / 2**20
+    state = (history.get("gradient_bytes", 0) + history["optimizer_state_bytes"]) / 2**20
+    measured = (f"peak GPU memory {mem:,.0f} MiB" if history["device"].startswith("cuda")
+                else f"resident memory +{mem:,.0f} MiB")
     return (f"cost{' of ' + label if label else ''}: {history['steps']} steps in {secs:.1f} s "
-            f"({history['tokens'] / max(secs, 1e-9):,.0f} tokens/s) | peak memory {mem / 2**20:,.0f} MiB ({where}) | "
-            f"trainable {history['trainable']:,} | AdamW state {history['optimizer_state_bytes'] / 2**20:,.2f} MiB | "
-            f"{history['device']}")
+            f"({history['tokens'] / max(secs, 1e-9):,.0f} tokens/s) | trainable {history['trainable']:,} | "
+            f"gradients + AdamW state {state:,.2f} MiB | {measured} | {history['device']}")
 
 
 # ------------------------------------------------------------------------------------------------

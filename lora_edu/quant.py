@@ -304,7 +304,9 @@ def nearest_code(scaled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     in bitsandbytes. A code listed in bit-pattern order (FP4, Int4) is sorted first and the sorted
     position mapped back to its bit pattern.
     """
-    order = torch.argsort(code)                     # identity for NF4, a permutation for FP4 / Int4
+    code = code.to(scaled.device)  # the code tables live on the CPU; the tensor may be on a GPU
+    order = torch.argsort(code, stable=True)  # identity for NF4; FP4 / Int4: a permutation (stable: their
+    # two zeros, +0 and -0, keep their bit patterns on every device, as in bitsandbytes)
     ordered = code[order]
     midpoints = (ordered[:-1] + ordered[1:]) / 2
     return order[torch.bucketize(scaled, midpoints)].to(torch.uint8)
@@ -363,10 +365,10 @@ def dequantize_4bit(packed: torch.Tensor, absmax: torch.Tensor, shape, blocksize
                          f"{math.ceil(n / blocksize)}")
     # One lookup per byte: row b of the table holds the values of b's high and low nibble (the
     # unpacked codes are never materialised; this is what makes dequantizing cheap enough to repeat).
-    values = _byte_table(code).index_select(0, packed.reshape(-1).long()).reshape(-1)[:n]
-    absmax = absmax.float()
+    values = _byte_table(code).to(packed.device).index_select(0, packed.reshape(-1).long()).reshape(-1)[:n]
+    absmax = absmax.float().to(packed.device)
     full = n - n % blocksize
-    out = torch.empty(n, dtype=torch.float32)
+    out = torch.empty(n, dtype=torch.float32, device=packed.device)
     out[:full] = (values[:full].view(-1, blocksize) * absmax[: full // blocksize, None]).reshape(-1)
     if full < n:
         out[full:] = values[full:] * absmax[-1]
@@ -459,7 +461,7 @@ def double_dequantize(codes: torch.Tensor, scales: torch.Tensor, offset: torch.T
                       blocksize: int = 256) -> torch.Tensor:
     """Recover the absmax constants from :func:`double_quantize`'s output."""
     blocksize = _check_blocksize(blocksize)
-    values = DYNAMIC_MAP_8BIT[codes.long()]
+    values = DYNAMIC_MAP_8BIT.to(codes.device)[codes.long()]
     blocks, pad = _blocks(values, blocksize)
     return _unblock(blocks * scales[:, None], pad, values.shape) + offset
 

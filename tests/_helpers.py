@@ -6,10 +6,14 @@ import contextlib
 import io
 from pathlib import Path
 
+import pytest
+
 from lora_edu.tools.registry import notebook_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = notebook_paths(ROOT / "notebooks")
+#: ``@each_notebook`` runs a test once per committed notebook, with its path as ``path``.
+each_notebook = pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 
 # Answers that are right for no exercise: placeholders, empty containers, wrong types, NaN.
 TRIVIAL = [None, 0, 0.0, "", [], (), "abc", {"a": 1}, float("nan")]

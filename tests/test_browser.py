@@ -61,12 +61,13 @@ def direction(explorer, slider_index: int = 0) -> str:
     return "ArrowLeft" if at_max else "ArrowRight"
 
 
-# Counts the distinct pictures shown while the mouse button is down.
+# Counts the distinct pictures shown while the mouse button is down (a move may replace the
+# layer elements or change their source).
 COUNT_FRAMES = """el => {
   const seen = new Set([[...el.querySelectorAll('.lora-edu-layer')].map(i => i.src).join(' ')]);
   const observer = new MutationObserver(() =>
       seen.add([...el.querySelectorAll('.lora-edu-layer')].map(i => i.src).join(' ')));
-  observer.observe(el, {subtree: true, attributes: true, attributeFilter: ['src']});
+  observer.observe(el, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
   window.__loraEduFrames = () => { observer.disconnect(); return seen.size - 1; };
 }"""
 

@@ -68,8 +68,11 @@ def test_training_reduces_heldout_loss_and_reports_its_cost(tiny):
     assert hist["trainable"] == trainable
     assert hist["optimizer_state_bytes"] == 2 * 4 * trainable  # AdamW: two fp32 moments per parameter
     assert hist["tokens"] > 25 * 8 * 10 and hist["seconds"] > 0 and hist["device"] == "cpu"
+    assert hist["gradient_bytes"] == 4 * trainable  # one fp32 gradient per trainable parameter
     receipt = F.cost_receipt(hist, "LoRA r=4")
-    for words in ("25 steps", "tokens/s", "peak memory", f"trainable {trainable:,}", "cpu"):
+    state = 12 * trainable / 2**20  # gradient + two moments, 4 bytes each
+    for words in ("25 steps", "tokens/s", f"trainable {trainable:,}", f"gradients + AdamW state {state:,.2f} MiB",
+                  "resident memory +", "cpu"):
         assert words in receipt
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from _helpers import NOTEBOOKS, assert_no_problems
+from _helpers import assert_no_problems, each_notebook
 
 from lora_edu.tools import nbcheck
 from lora_edu.tools.execute import main as execute_main
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@each_notebook
 def test_committed_notebook_is_clean(path):
     problems = nbcheck.hygiene_problems(path)
     assert_no_problems(problems, "hygiene", path, "run make execute")
@@ -50,37 +50,34 @@ def test_a_clean_notebook_has_no_problems(tmp_path):
     assert nbcheck.hygiene_problems(path) == []
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("counts", "execution counts are not 1..2 (this cell has 3)"),
-    ("error", "an error output"),
-    ("stderr", "a stderr output (silence harmless library messages at their source, lora_edu._utils.quiet_libraries)"),
-    ("frozen", "a frozen progress bar (stored unfinished)"),
-    ("two streams", "2 separate stdout outputs"),
-    ("noise", "library noise in an output"),
-    ("remote", "a remote image"),
-])
-def test_each_problem_is_reported_with_its_cell(tmp_path, case, expected):
-    cells = [nbformat.v4.new_markdown_cell("# T"), _code(), _code()]
-    counts = None
-    if case == "counts":
-        counts = [1, 3]
-    elif case == "error":
-        cells[2].outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[])]
-    elif case == "stderr":
-        cells[2].outputs = [_stream("some warning\n", "stderr")]
-    elif case == "frozen":
-        cells[2].outputs = [_stream("Loading weights:   0%|          | 0/52 [00:00<?, ?it/s]\n")]
-    elif case == "two streams":
-        cells[2].outputs = [_stream("a\n"), _stream("b\n")]
-    elif case == "noise":
-        cells[2].outputs = [_stream("Failed to load CPU gemm_4bit_forward from kernels-community\n")]
-    elif case == "remote":
-        cells[0] = nbformat.v4.new_markdown_cell("# T\n\n![x](https://example.org/x.png)")
-    path = _write(tmp_path, cells, counts)
+def _error():
+    return nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[])
+
+
+#: One broken notebook per problem: what its third cell stores (or the execution counts, or the first
+#: cell's markdown), the cell the problem must be reported for, and the report's first words.
+BROKEN = {
+    "counts": (dict(counts=[1, 3]), 2, "execution counts are not 1..2"),
+    "error": (dict(outputs=[_error()]), 2, "an error output"),
+    "stderr": (dict(outputs=[_stream("some warning\n", "stderr")]), 2,
+               "a stderr output (silence harmless library messages at their source, lora_edu._utils.quiet_libraries)"),
+    "frozen": (dict(outputs=[_stream("Loading weights:   0%|          | 0/52 [00:00<?, ?it/s]\n")]), 2,
+               "a frozen progress bar (stored unfinished)"),
+    "two streams": (dict(outputs=[_stream("a\n"), _stream("b\n")]), 2, "2 separate stdout outputs"),
+    "noise": (dict(outputs=[_stream("Failed to load CPU gemm_4bit_forward from kernels-community\n")]), 2,
+              "library noise in an output"),
+    "remote": (dict(markdown="# T\n\n![x](https://example.org/x.png)"), 0, "a remote image"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_each_problem_is_reported_with_its_cell(tmp_path, case):
+    broken, where, expected = BROKEN[case]
+    cells = [nbformat.v4.new_markdown_cell(broken.get("markdown", "# T")), _code(), _code(broken.get("outputs", ()))]
+    path = _write(tmp_path, cells, broken.get("counts"))
     found = nbcheck.hygiene_problems(path)
     assert found, case
-    where = 0 if case == "remote" else 2
-    assert any(p.cell == where and p.what.startswith(expected.split(" (this")[0]) for p in found), found
+    assert any(p.cell == where and p.what.startswith(expected) for p in found), found
     assert all(str(p).startswith(f"nb.ipynb cell {p.cell}: ") for p in found)
 
 

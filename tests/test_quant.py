@@ -485,3 +485,17 @@ def test_dequantize_4bit_checks_what_it_is_given():
         Q.dequantize_4bit(packed.long(), absmax, (129,))
     with pytest.raises(ValueError, match="packed holds 130 codes"):
         Q.dequantize_4bit(packed, absmax, (140,))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (learners' machines; not CI)")
+def test_4bit_and_quantized_linear_follow_the_tensors_device():
+    """The code tables live on the CPU; quantizing a GPU tensor must not mix devices (it did once)."""
+    w = torch.randn(300, 70, generator=torch.Generator().manual_seed(1))
+    for quant_type in ("nf4", "fp4", "int4"):
+        packed, absmax = Q.quantize_4bit(w.cuda(), 64, quant_type)
+        assert packed.is_cuda and torch.equal(packed.cpu(), Q.quantize_4bit(w, 64, quant_type)[0])
+        assert Q.dequantize_4bit(packed, absmax, w.shape, 64, quant_type).is_cuda
+    lin = torch.nn.Linear(70, 300)
+    layer = Q.QuantizedLinear.from_module(lin, "nf4", double_quant=True)
+    x = torch.randn(4, 70)
+    assert torch.allclose(layer.cuda()(x.cuda()).cpu(), layer.cpu()(x), atol=1e-5)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from _helpers import NOTEBOOKS, assert_no_problems
+from _helpers import assert_no_problems, each_notebook
 
 from lora_edu.tools import nbcheck
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@each_notebook
 def test_markdown_mathematics_is_latex(path):
     problems = nbcheck.typesetting_problems(path)
     assert_no_problems(problems, "typesetting", path, "README rule 2")

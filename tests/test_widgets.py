@@ -157,11 +157,11 @@ def test_without_ipywidgets_the_static_picture_is_shown(image, monkeypatch, caps
 
 def test_rank_explorer_slider_updates_image_and_readout(image):
     ex = W.rank_explorer(image, 5)
-    before_pixels, before_text = ex._layers["image"].value, ex.readout.value
+    before_pixels, before_text = ex.images["image"], ex.readout.value
     assert "r = 5" in before_text
     ex.slider.value = 40
     assert "r = 40" in ex.readout.value and ex.readout.value != before_text
-    assert ex._layers["image"].value != before_pixels
+    assert ex.images["image"][1] != before_pixels
     rel = 100 * reconstruction_error(image, 40, relative=True)
     assert f"relative error {rel:.2f} %" in ex.readout.value
     assert ex.slider.max == 128 and ex.slider.min == 0
@@ -174,7 +174,7 @@ def test_rank_explorer_still_takes_its_old_keyword_k(image):
 def test_rank_layer_shows_the_rank_k_image_at_the_size_on_screen():
     ex = W.rank_explorer(sample_image(), r=10)  # 600 x 512 pixels in a smaller box: shrunk through the factors
     _, _, w, h = ex.picture.boxes["image"]
-    shown = decode(ex._layers["image"].value).astype(float)
+    shown = decode(ex.images["image"][1]).astype(float)
     assert shown.shape == (h, w)
     expected = np.asarray(Image.fromarray(ex.cache.approx(10).astype(np.float32), "F").resize((w, h)))
     expected = 255 * np.clip((expected - ex.vmin) / (ex.vmax - ex.vmin), 0, 1)
@@ -244,14 +244,14 @@ def test_autoencoder_explorer_switches_models():
         AE.train_autoencoder(m, Xtr, epochs=2, lr=0.01, progress=False)
     ex = W.autoencoder_explorer(Xtr, Xte, mean, lin, non, n_show=3)
     assert ex.slider.value == 4
-    pixels = ex._layers["digits"].value
+    pixels = ex.images["digits"]
     assert "non-linear AE" not in ex.readout.value  # not trained at r=4, and it says nothing false
     assert any(isinstance(m, F.Text) and "not trained at r = 4" in m.text for m in ex.update(r=4).marks)
     row3 = (slice(3 * 9, 3 * 9 + 8), slice(0, 8))  # the non-linear row, first digit
     assert np.isnan(ex.mosaic(4)[row3]).all() and not np.isnan(ex.mosaic(2)[row3]).any()
     ex.slider.value = 2
     assert "r = 2" in ex.readout.value and "non-linear AE" in ex.readout.value
-    assert ex._layers["digits"].value != pixels
+    assert ex.images["digits"] != pixels
     assert ex.errors["PCA (truncated SVD)"][4] == pytest.approx(AE.pca_mse(Xtr, 4, Xte))
     with pytest.raises(ValueError, match="linear must map"):
         W.autoencoder_explorer(Xtr, Xte, mean, {}, {})
@@ -266,10 +266,11 @@ def test_lora_rank_explorer():
     results = {r: {"singular_values": np.r_[np.linspace(2, 1, r), np.zeros(8 - r)], "accuracy": 0.9 + r / 100,
                    "trainable": 100 * r} for r in (1, 2, 4, 8)}
     ex = W.lora_rank_explorer(results, full_spectrum=np.linspace(3, 0.1, 16), full_accuracy=0.99)
-    svg = ex._overlay.value
+    svg = ex.picture.svg(ex.update(**ex.values).marks)
+    assert svg in ex._view.value
     ex.slider.value = 8
     assert "r = 8" in ex.readout.value and "8 non-negligible" in ex.readout.value
-    assert ex._overlay.value != svg
+    assert svg not in ex._view.value and ex.picture.svg(ex.update(r=8).marks) in ex._view.value
     dots = [m for m in ex.update(r=2).marks if isinstance(m, F.Line) and not m.stroke]
     assert [(list(d.x), list(d.y)) for d in dots] == [([2], [pytest.approx(92.0)])]
     with pytest.raises(ValueError, match="lacks"):
@@ -342,4 +343,26 @@ def test_legends_stay_above_the_moving_marks(image):
     assert x0 <= left and left + w <= x1 + 1 and H - y1 <= top and top + h <= H - y0 + 1  # inside its axes
     assert decode(png).shape[:2] == (h, w)
     stack = ex.widget.children[-1]
-    assert stack.children[-1].value == png and stack.children.index(ex._overlay) < len(stack.children) - 1
+    assert stack.children[-1].value == png and stack.children.index(ex._view) < len(stack.children) - 1
+    assert "lora-edu-legend" in stack.children[-1]._dom_classes  # CSS keeps it above the marks
+
+
+def test_one_message_per_move_carries_readout_pixels_and_marks(image):
+    """A move changes one widget (each widget message costs about a no-op round trip)."""
+    ex = W.rank_explorer(image, 5)
+    def tree(w):
+        yield w
+        for child in getattr(w, "children", ()):
+            yield from tree(child)
+
+    sent = []
+    for w in tree(ex.widget):
+        if w is not ex.slider and "value" in w.keys:
+            w.observe(lambda change, w=w: sent.append(w), names="value")
+    ex.slider.value = 9
+    assert sent == [ex._view]
+    html = ex._view.value
+    assert '<b>r = 9</b>' in html and "relative error" in html
+    fmt, raw = ex.images["image"]
+    assert f'src="data:image/{fmt};base64,{base64.b64encode(raw).decode("ascii")}"' in html
+    assert html.count('class="lora-edu-layer') == 1 and '<svg xmlns="http://www.w3.org/2000/svg"' in html

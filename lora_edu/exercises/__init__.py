@@ -13,8 +13,20 @@ when the answer matches a known pitfall. In a notebook::
 
 Each notebook also carries a hidden worked solution per exercise (a ``<details>`` block that a
 test extracts and runs), and at least one open, exploratory task.
+
+In its module an exercise is its checker, declared with :func:`~lora_edu.exercises._core.exercise`:
+the decorator takes the key, the problem data and the answer format, the docstring is the statement,
+and the body judges ``answer`` against the data (right, a named mistake, or a hint)::
+
+    @exercise("04.1", data=dict(n_layer=24, n_embd=1024, r=16), answer_format="an int")
+    def gpt2_medium_params(answer, n_layer, n_embd, r):
+        \"\"\"LoRA with r = 16 on GPT-2 medium's c_attn: how many trainable parameters does it add?\"\"\"
+        ...
+
+The checkers' shared pieces (reading an answer, comparing arrays, naming a known mistake, the
+verdict on a count or an array) are in :mod:`lora_edu.exercises._core`.
 """
 
-from lora_edu.exercises._core import Exercise, Feedback
+from lora_edu.exercises._core import Exercise, Feedback, exercise
 
-__all__ = ["Exercise", "Feedback"]
+__all__ = ["Exercise", "Feedback", "exercise"]

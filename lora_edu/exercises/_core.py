@@ -90,6 +90,31 @@ class Exercise:
         return f"Exercise {self.key}: {self.statement}"
 
 
+def exercise(key: str, *, data: Mapping[str, Any] | None = None,
+             answer_format: str = "") -> Callable[[Checker], Exercise]:
+    """Declare an :class:`Exercise` on its checker; the checker's docstring is the statement.
+
+    ::
+
+        @exercise("04.1", data=dict(n_layer=24, n_embd=1024, r=16), answer_format="an int")
+        def gpt2_medium_params(answer, n_layer, n_embd, r):
+            \"\"\"LoRA with r = 16 on GPT-2 medium's c_attn: how many trainable parameters does it add?\"\"\"
+            ...
+            return params_verdict(answer, right, why_right, known, hint)
+
+    makes ``gpt2_medium_params`` the exercise (the function stays its ``checker``). The docstring may
+    wrap over lines; :meth:`Exercise.show` prints it as one line.
+    """
+
+    def declare(checker: Checker) -> Exercise:
+        if not checker.__doc__:
+            raise TypeError(f"exercise {key}: {checker.__name__} needs a docstring, the exercise's statement")
+        return Exercise(key=key, statement=" ".join(checker.__doc__.split()), checker=checker, data=data or {},
+                        answer_format=answer_format)
+
+    return declare
+
+
 def _describe(value: object) -> str:
     if isinstance(value, np.ndarray) or type(value).__name__ == "Tensor":
         return f"{type(value).__name__} of shape {tuple(value.shape)}"
@@ -151,6 +176,15 @@ def count_verdict(n: object, right: int, why_right: str, known: Mapping[object, 
     if n in known:
         return False, known[n]
     return False, hint
+
+
+def params_verdict(answer: object, right: int, why_right: str, known: Mapping[object, str],
+                   hint: str) -> tuple[bool, str]:
+    """:func:`count_verdict` on an answer that counts parameters: one that is not an int is asked for one, and a
+    wrong count is quoted before ``hint`` ("24,576 is not it: <hint>")."""
+    if not is_whole_number(answer):
+        return False, f"give a whole number of parameters (an int), got {answer!r}"
+    return count_verdict(answer, right, why_right, known, f"{answer:,} is not it: {hint}")
 
 
 def array_verdict(got: np.ndarray, right: np.ndarray, why_right: str, known: Iterable[tuple[Any, str]],

@@ -1,4 +1,6 @@
-"""Exercises of notebook 01 (matrix rank). Each object holds its problem; pass only your answer.
+"""Exercises of notebook 01 (matrix rank).
+
+How to use them, and how they are written: :mod:`lora_edu.exercises`.
 
 * :data:`rank_3_matrix` - build a 5 x 6 matrix with no zero entry and rank exactly 3;
 * :data:`factored_params` - numbers stored by a rank-8 LoRA factorisation of GPT-2's ``c_attn``;
@@ -15,7 +17,7 @@ from itertools import combinations
 import numpy as np
 
 from lora_edu._checks import check_finite
-from lora_edu.exercises._core import Exercise, as_number, count_verdict, is_whole_number
+from lora_edu.exercises._core import as_number, count_verdict, exercise, is_whole_number
 
 __all__ = [
     "rank_3_matrix",
@@ -55,7 +57,9 @@ def _read_count(answer: object) -> int | None:
 # --- 1. a matrix of a given rank with no zero entry ---------------------------------------------
 
 
-def _check_rank_matrix(answer: object, shape: tuple[int, int], rank: int) -> tuple[bool, str]:
+@exercise("01.1", data={"shape": (5, 6), "rank": 3}, answer_format="a 5 x 6 numpy array")
+def rank_3_matrix(answer: object, shape: tuple[int, int], rank: int) -> tuple[bool, str]:
+    """Build a 5 x 6 matrix with no zero entry whose rank is exactly 3."""
     M = _read_matrix(answer)
     d, k = shape
     if M.shape != (d, k):
@@ -85,15 +89,6 @@ def _check_rank_matrix(answer: object, shape: tuple[int, int], rank: int) -> tup
     return False, f"rank {r}: {r - rank} pattern(s) too many; use exactly {rank} (B @ A with inner size {rank})"
 
 
-rank_3_matrix = Exercise(
-    key="01.1",
-    statement="Build a 5 x 6 matrix with no zero entry whose rank is exactly 3.",
-    checker=_check_rank_matrix,
-    data={"shape": (5, 6), "rank": 3},
-    answer_format="a 5 x 6 numpy array",
-)
-
-
 # --- 2. parameters of B (d x r) and A (r x k) ---------------------------------------------------
 
 
@@ -101,7 +96,10 @@ def _count_feedback(n: int, right: int, named: dict[int, str], hint: str) -> tup
     return count_verdict(n, right, named[right], named, "a count of numbers is positive" if n <= 0 else hint)
 
 
-def _check_factored_params(answer: object, d: int, k: int, r: int, layer: str) -> tuple[bool, str]:
+@exercise("01.2", answer_format="an int",
+          data={"d": 2304, "k": 768, "r": 8, "layer": "c_attn (768 inputs, 2304 outputs)"})
+def factored_params(answer: object, d: int, k: int, r: int, layer: str) -> tuple[bool, str]:
+    """How many trainable numbers does a rank-8 factorisation Delta W = B A of GPT-2's c_attn weight store?"""
     n = _read_count(answer)
     if n is None:
         return False, "give a whole number (an int): a count of numbers stored"
@@ -123,20 +121,14 @@ def _check_factored_params(answer: object, d: int, k: int, r: int, layer: str) -
                            "not r(d + k): count the entries of B (d x r) and A (r x k) and add them")
 
 
-factored_params = Exercise(
-    key="01.2",
-    statement=("How many trainable numbers does a rank-8 factorisation Delta W = B A of GPT-2's c_attn weight "
-               "store?"),
-    checker=_check_factored_params,
-    data={"d": 2304, "k": 768, "r": 8, "layer": "c_attn (768 inputs, 2304 outputs)"},
-    answer_format="an int",
-)
-
-
 # --- 3. degrees of freedom r(d + k - r) ---------------------------------------------------------
 
 
-def _check_degrees_of_freedom(answer: object, d: int, k: int, r: int, layer: str) -> tuple[bool, str]:
+@exercise("01.3", answer_format="an int",
+          data={"d": 3072, "k": 768, "r": 16, "layer": "c_fc (768 inputs, 3072 outputs)"})
+def degrees_of_freedom(answer: object, d: int, k: int, r: int, layer: str) -> tuple[bool, str]:
+    """How many numbers really pin down a rank-16 update of GPT-2's MLP weight c_fc (the dimension of the set of rank-16
+    matrices of its shape)?"""
     n = _read_count(answer)
     if n is None:
         return False, "give a whole number (an int): a count of free parameters"
@@ -158,21 +150,14 @@ def _check_degrees_of_freedom(answer: object, d: int, k: int, r: int, layer: str
                            "start from r(d + k) (B and A) and remove what the symmetry B A = (B M)(M^-1 A) adds")
 
 
-degrees_of_freedom = Exercise(
-    key="01.3",
-    statement=("How many numbers really pin down a rank-16 update of GPT-2's MLP weight c_fc (the dimension of "
-               "the set of rank-16 matrices of its shape)?"),
-    checker=_check_degrees_of_freedom,
-    data={"d": 3072, "k": 768, "r": 16, "layer": "c_fc (768 inputs, 3072 outputs)"},
-    answer_format="an int",
-)
-
-
 # --- 4. smallest and largest rank of a product ---------------------------------------------------
 
 
-def _check_product_rank_range(answer: object, A_shape: tuple[int, int], rank_A: int,
+@exercise("01.4", answer_format="a pair (smallest, largest) of ints",
+          data={"A_shape": (6, 7), "rank_A": 3, "B_shape": (7, 9), "rank_B": 5})
+def product_rank_range(answer: object, A_shape: tuple[int, int], rank_A: int,
                               B_shape: tuple[int, int], rank_B: int) -> tuple[bool, str]:
+    """A is 6 x 7 of rank 3 and B is 7 x 9 of rank 5. What are the smallest and the largest rank that A B can have?"""
     try:
         lo, hi = answer  # type: ignore[misc]
     except (TypeError, ValueError):
@@ -223,23 +208,16 @@ def _check_product_rank_range(answer: object, A_shape: tuple[int, int], rank_A: 
     return False, "; ".join(problems)
 
 
-product_rank_range = Exercise(
-    key="01.4",
-    statement=("A is 6 x 7 of rank 3 and B is 7 x 9 of rank 5. What are the smallest and the largest rank "
-               "that A B can have?"),
-    checker=_check_product_rank_range,
-    data={"A_shape": (6, 7), "rank_A": 3, "B_shape": (7, 9), "rank_B": 5},
-    answer_format="a pair (smallest, largest) of ints",
-)
-
-
 # --- 5. an input that the update B A ignores ----------------------------------------------------
 
 _B5 = np.array([[1, 2], [0, 1], [3, -1], [2, 2], [-1, 4], [1, 1]])
 _A5 = np.array([[1, 0, 2, -1, 3], [0, 1, 1, 2, -1]])
 
 
-def _check_ignored_input(answer: object, B: np.ndarray, A: np.ndarray) -> tuple[bool, str]:
+@exercise("01.5", data={"B": _B5, "A": _A5}, answer_format="a vector of 5 numbers (numpy array or list)")
+def ignored_input(answer: object, B: np.ndarray, A: np.ndarray) -> tuple[bool, str]:
+    """The LoRA update Delta W = B A is given by B (6 x 2) and A (2 x 5) below. Find a non-zero input x that it ignores:
+    Delta W x = 0."""
     dW = B @ A
     d, k = dW.shape
     try:
@@ -273,16 +251,6 @@ def _check_ignored_input(answer: object, B: np.ndarray, A: np.ndarray) -> tuple[
                    "form, pick the free entries of x and solve for the others")
 
 
-ignored_input = Exercise(
-    key="01.5",
-    statement=("The LoRA update Delta W = B A is given by B (6 x 2) and A (2 x 5) below. Find a non-zero input x "
-               "that it ignores: Delta W x = 0."),
-    checker=_check_ignored_input,
-    data={"B": _B5, "A": _A5},
-    answer_format="a vector of 5 numbers (numpy array or list)",
-)
-
-
 # --- 6. open task: A = C R ----------------------------------------------------------------------
 
 _a6 = np.array([1, 2, -1, 3])
@@ -299,7 +267,9 @@ def _column_indices(C: np.ndarray, A: np.ndarray) -> list[int | None]:
     return out
 
 
-def _check_cr(answer: object, A: np.ndarray) -> tuple[bool, str]:
+@exercise("01.6", data={"A": _A6}, answer_format="a pair (C, R) of numpy arrays")
+def cr_factorisation(answer: object, A: np.ndarray) -> tuple[bool, str]:
+    """Open task: write A (below, 4 x 5) as A = C R, where C holds independent columns of A itself and R is r x k."""
     try:
         C, R = answer  # type: ignore[misc]
     except (TypeError, ValueError):
@@ -343,12 +313,3 @@ def _check_cr(answer: object, A: np.ndarray) -> tuple[bool, str]:
                   f"{len(list(combinations(range(k), r)))} choices of {r} columns are valid: try another, "
                   "and compare the two R's")
 
-
-cr_factorisation = Exercise(
-    key="01.6",
-    statement=("Open task: write A (below, 4 x 5) as A = C R, where C holds independent columns of A itself and "
-               "R is r x k."),
-    checker=_check_cr,
-    data={"A": _A6},
-    answer_format="a pair (C, R) of numpy arrays",
-)

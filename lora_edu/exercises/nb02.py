@@ -1,4 +1,6 @@
-"""Exercises of notebook 02 (SVD truncation). Each object holds its problem; pass only the answer.
+"""Exercises of notebook 02 (SVD truncation).
+
+How to use them, and how they are written: :mod:`lora_edu.exercises`.
 
 * :data:`energy_rank` - the smallest r keeping 98 % of the photo's energy (sigma_i squared, not sigma_i).
 * :data:`break_even_rank` - the largest r at which a rank-r SVD stores fewer numbers than the matrix.
@@ -14,8 +16,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number, named_mistake
+from lora_edu.exercises._core import as_number, exercise, is_whole_number, named_mistake
 from lora_edu.svd import denoising_errors, optimal_hard_threshold, rank_for_energy, storage_cost
+
+__all__ = ["energy_rank", "break_even_rank", "eckart_young_error", "largest_stretch", "lora_factors", "denoise_rank"]
 
 _NOT_AN_INT = "give a whole number of singular values as an int (e.g. 12, not 12.0 or '12')"
 
@@ -50,7 +54,22 @@ def _close(x: float, y: float, rtol: float = 1e-6) -> bool:
 # --- 02.1 -----------------------------------------------------------------------------------------
 
 
-def _check_energy_rank(answer: object, image: np.ndarray, fraction: float) -> tuple[bool, str]:
+def _photo() -> np.ndarray:
+    from lora_edu.data import sample_image
+
+    img = sample_image()
+    img.flags.writeable = False
+    return img
+
+
+_PHOTO = _photo()
+_S_PHOTO = np.linalg.svd(_PHOTO, compute_uv=False)
+_S_PHOTO.flags.writeable = False
+
+
+@exercise("02.1", data={"image": _PHOTO, "fraction": 0.98}, answer_format="an int r")
+def energy_rank(answer: object, image: np.ndarray, fraction: float) -> tuple[bool, str]:
+    """the smallest rank r whose truncation keeps at least 98 % of the photo's energy"""
     if not is_whole_number(answer):
         return _whole(answer)
     r = int(answer)
@@ -83,7 +102,10 @@ def _check_energy_rank(answer: object, image: np.ndarray, fraction: float) -> tu
 # --- 02.2 -----------------------------------------------------------------------------------------
 
 
-def _check_break_even_rank(answer: object, m: int, n: int) -> tuple[bool, str]:
+@exercise("02.2", data={"m": 768, "n": 512}, answer_format="an int r")
+def break_even_rank(answer: object, m: int, n: int) -> tuple[bool, str]:
+    """the largest rank r at which storing U_r, the r singular values and V_r^T takes fewer numbers than the m x n
+    matrix itself"""
     right = (m * n - 1) // (m + n + 1)
     if not is_whole_number(answer):
         value = as_number(answer)
@@ -112,7 +134,9 @@ def _check_break_even_rank(answer: object, m: int, n: int) -> tuple[bool, str]:
 # --- 02.3 -----------------------------------------------------------------------------------------
 
 
-def _check_eckart_young_error(answer: object, s: np.ndarray, r: int) -> tuple[bool, str]:
+@exercise("02.3", data={"s": _S_PHOTO, "r": 10}, answer_format="a float")
+def eckart_young_error(answer: object, s: np.ndarray, r: int) -> tuple[bool, str]:
+    """||A - A_r||_F for the photo A, computed from its singular values s alone (without forming A_r)"""
     value = as_number(answer)
     if value is None:
         return False, f"give one number (a float), got {type(answer).__name__}"
@@ -145,7 +169,13 @@ def _check_eckart_young_error(answer: object, s: np.ndarray, r: int) -> tuple[bo
 # --- 02.4 -----------------------------------------------------------------------------------------
 
 
-def _check_largest_stretch(answer: object, M: np.ndarray) -> tuple[bool, str]:
+_SHEAR = np.array([[1.0, 2.0], [0.0, 1.0]])
+_SHEAR.flags.writeable = False
+
+
+@exercise("02.4", data={"M": _SHEAR}, answer_format="a float")
+def largest_stretch(answer: object, M: np.ndarray) -> tuple[bool, str]:
+    """the largest length ||M x|| over all unit vectors x (||x|| = 1) for the shear M"""
     value = as_number(answer)
     if value is None:
         return False, f"give one number (a float), got {type(answer).__name__}"
@@ -175,7 +205,17 @@ def _check_largest_stretch(answer: object, M: np.ndarray) -> tuple[bool, str]:
 # --- 02.5 -----------------------------------------------------------------------------------------
 
 
-def _check_lora_factors(answer: object, delta_W: np.ndarray) -> tuple[bool, str]:
+def _delta_w() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    dw = rng.integers(-3, 4, size=(12, 3)).astype(float) @ rng.integers(-3, 4, size=(3, 10)).astype(float)
+    dw.flags.writeable = False
+    return dw
+
+
+@exercise("02.5", data={"delta_W": _delta_w()}, answer_format="a pair (B, A) of arrays")
+def lora_factors(answer: object, delta_W: np.ndarray) -> tuple[bool, str]:
+    """split the (d, k) = (12, 10) update delta_W into LoRA's factors: B of shape (d, r) and A of shape (r, k) with B @
+    A == delta_W and r as small as possible"""
     d, k = delta_W.shape
     rank = int(np.linalg.matrix_rank(delta_W))
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
@@ -237,7 +277,10 @@ def _denoising_errors() -> np.ndarray:
 DENOISE_TOLERANCE = 1.03
 
 
-def _check_denoise_rank(answer: object, noisy: np.ndarray, sigma: float) -> tuple[bool, str]:
+@exercise("02.6", data={"noisy": _denoise_problem()[1], "sigma": 1.0}, answer_format="an int r")
+def denoise_rank(answer: object, noisy: np.ndarray, sigma: float) -> tuple[bool, str]:
+    """noisy = clean + noise, with clean of low rank (not given) and i.i.d. Gaussian noise of standard deviation sigma.
+    Choose the truncation rank r whose noisy_r is closest to clean"""
     if not is_whole_number(answer):
         return _whole(answer)
     r = int(answer)
@@ -281,83 +324,3 @@ def _check_denoise_rank(answer: object, noisy: np.ndarray, sigma: float) -> tupl
                    f"(sqrt(m) + sqrt(n)) sigma = {edge:.2f}; a direction that weak adds more noise than signal "
                    f"({worse})")
 
-
-# --- the exercises ----------------------------------------------------------------------------------
-
-
-def _photo() -> np.ndarray:
-    from lora_edu.data import sample_image
-
-    img = sample_image()
-    img.flags.writeable = False
-    return img
-
-
-_PHOTO = _photo()
-
-energy_rank = Exercise(
-    key="02.1",
-    statement="the smallest rank r whose truncation keeps at least 98 % of the photo's energy",
-    checker=_check_energy_rank,
-    data={"image": _PHOTO, "fraction": 0.98},
-    answer_format="an int r",
-)
-
-break_even_rank = Exercise(
-    key="02.2",
-    statement=("the largest rank r at which storing U_r, the r singular values and V_r^T takes fewer numbers "
-               "than the m x n matrix itself"),
-    checker=_check_break_even_rank,
-    data={"m": 768, "n": 512},
-    answer_format="an int r",
-)
-
-_S_PHOTO = np.linalg.svd(_PHOTO, compute_uv=False)
-_S_PHOTO.flags.writeable = False
-
-eckart_young_error = Exercise(
-    key="02.3",
-    statement="||A - A_r||_F for the photo A, computed from its singular values s alone (without forming A_r)",
-    checker=_check_eckart_young_error,
-    data={"s": _S_PHOTO, "r": 10},
-    answer_format="a float",
-)
-
-_SHEAR = np.array([[1.0, 2.0], [0.0, 1.0]])
-_SHEAR.flags.writeable = False
-
-largest_stretch = Exercise(
-    key="02.4",
-    statement="the largest length ||M x|| over all unit vectors x (||x|| = 1) for the shear M",
-    checker=_check_largest_stretch,
-    data={"M": _SHEAR},
-    answer_format="a float",
-)
-
-
-def _delta_w() -> np.ndarray:
-    rng = np.random.default_rng(7)
-    dw = rng.integers(-3, 4, size=(12, 3)).astype(float) @ rng.integers(-3, 4, size=(3, 10)).astype(float)
-    dw.flags.writeable = False
-    return dw
-
-
-lora_factors = Exercise(
-    key="02.5",
-    statement=("split the (d, k) = (12, 10) update delta_W into LoRA's factors: B of shape (d, r) and A of "
-               "shape (r, k) with B @ A == delta_W and r as small as possible"),
-    checker=_check_lora_factors,
-    data={"delta_W": _delta_w()},
-    answer_format="a pair (B, A) of arrays",
-)
-
-denoise_rank = Exercise(
-    key="02.6",
-    statement=("noisy = clean + noise, with clean of low rank (not given) and i.i.d. Gaussian noise of standard "
-               "deviation sigma. Choose the truncation rank r whose noisy_r is closest to clean"),
-    checker=_check_denoise_rank,
-    data={"noisy": _denoise_problem()[1], "sigma": 1.0},
-    answer_format="an int r",
-)
-
-__all__ = ["energy_rank", "break_even_rank", "eckart_young_error", "largest_stretch", "lora_factors", "denoise_rank"]

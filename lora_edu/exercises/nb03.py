@@ -4,6 +4,7 @@ Each exercise holds its own problem: data matrices are generated here from a fix
 generators give the same numbers on every platform), so the learner passes only the answer. The
 checkers recognise the mistakes the notebook warns about (no centring, a sum or a Frobenius norm
 instead of a mean, n instead of n - 1, U instead of V, R instead of R^-1, ...) and name them.
+How to use them, and how they are written: :mod:`lora_edu.exercises`.
 
 The exercises in the notebook's order:
 
@@ -22,7 +23,7 @@ import math
 import numpy as np
 
 from lora_edu._checks import check_finite
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number, named_mistake
+from lora_edu.exercises._core import as_number, exercise, is_whole_number, named_mistake
 
 __all__ = [
     "optimum_mse",
@@ -77,7 +78,11 @@ def _close(a: float, b: float, rtol: float = 1e-6) -> bool:
 # --- 03.1 the optimum in closed form -----------------------------------------------------------
 
 
-def _check_optimum_mse(answer, X, r):
+@exercise("03.1", data={"X": _data_matrix(301, 60, 10), "r": 3}, answer_format="a float")
+def optimum_mse(answer, X, r):
+    """Without training anything: what is the lowest training MSE (mean over all n*d entries) that a bias-free linear
+    autoencoder with code size r can reach on X? Like every linear autoencoder in the notebook, it is trained on the
+    centred data (X minus its column means)."""
     val = _number(answer)
     if val is None:
         return False, f"give one number (a float), got {answer!r}"
@@ -120,21 +125,13 @@ def _check_optimum_mse(answer, X, r):
     return False, f"{val:.6g} is not the rank-{r} optimum; use the singular values of the centred X"
 
 
-optimum_mse = Exercise(
-    key="03.1",
-    statement=("Without training anything: what is the lowest training MSE (mean over all n*d entries) that a "
-               "bias-free linear autoencoder with code size r can reach on X? Like every linear autoencoder "
-               "in the notebook, it is trained on the centred data (X minus its column means)."),
-    checker=_check_optimum_mse,
-    data={"X": _data_matrix(301, 60, 10), "r": 3},
-    answer_format="a float",
-)
-
-
 # --- 03.2 explained variance from the SVD ------------------------------------------------------
 
 
-def _check_explained_variance(answer, X, r):
+@exercise("03.2", data={"X": _data_matrix(302, 80, 8), "r": 4}, answer_format="a 1-D array of r floats")
+def explained_variance(answer, X, r):
+    """Compute, from the singular values, the explained variance of each of the top r principal components of X (what
+    sklearn's PCA(r).fit(X).explained_variance_ reports), largest first."""
     n = X.shape[0]
     try:
         got = _matrix(answer, (r,), "answer")
@@ -174,16 +171,6 @@ def _check_explained_variance(answer, X, r):
     return False, "not sigma_i^2 / (n - 1) of the centred X for the top r components"
 
 
-explained_variance = Exercise(
-    key="03.2",
-    statement=("Compute, from the singular values, the explained variance of each of the top r principal "
-               "components of X (what sklearn's PCA(r).fit(X).explained_variance_ reports), largest first."),
-    checker=_check_explained_variance,
-    data={"X": _data_matrix(302, 80, 8), "r": 4},
-    answer_format="a 1-D array of r floats",
-)
-
-
 # --- 03.3 an optimal encoder: V, not U ------------------------------------------------------------
 
 
@@ -195,7 +182,11 @@ def _angles_deg(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(cos))
 
 
-def _check_pca_encoder(answer, X, r):
+@exercise("03.3", data={"X": _data_matrix(303, 12, 12), "r": 3}, answer_format="an (r, d) array")
+def pca_encoder(answer, X, r):
+    """X holds one example per row (n = d here, so shapes will not catch a mix-up). Give an encoder matrix W_enc (r x d)
+    that a bias-free linear autoencoder with code size r could have at the optimum (on the centred X). Any of the
+    equivalent ones is accepted."""
     n, d = X.shape
     try:
         E = _matrix(answer, (r, d), "W_enc")
@@ -231,21 +222,14 @@ def _check_pca_encoder(answer, X, r):
     return False, "its rows do not span the top-r right singular vectors of the centred X"
 
 
-pca_encoder = Exercise(
-    key="03.3",
-    statement=("X holds one example per row (n = d here, so shapes will not catch a mix-up). Give an encoder "
-               "matrix W_enc (r x d) that a bias-free linear autoencoder with code size r could have at the "
-               "optimum (on the centred X). Any of the equivalent ones is accepted."),
-    checker=_check_pca_encoder,
-    data={"X": _data_matrix(303, 12, 12), "r": 3},
-    answer_format="an (r, d) array",
-)
-
-
 # --- 03.4 matched parameter budgets --------------------------------------------------------------
 
 
-def _check_matched_budget(answer, d, hidden, r):
+@exercise("03.4", data={"d": 784, "hidden": 128, "r": 16}, answer_format="a pair (P, r_linear) of ints")
+def matched_budget(answer, d, hidden, r):
+    """A non-linear autoencoder d -> hidden -> r -> hidden -> d (lora_edu's NonlinearAutoencoder: four nn.Linear layers
+    with biases, ReLU after the first and third). (a) How many parameters P does it have? (b) What is the largest code
+    size r' of a bias-free linear autoencoder with at most P parameters?"""
     if not isinstance(answer, tuple | list) or len(answer) != 2:
         return False, f"give a pair (P, r_linear) of two whole numbers, got {answer!r}"
     P, r_lin = answer
@@ -274,18 +258,6 @@ def _check_matched_budget(answer, d, hidden, r):
     return False, f"r' = {r_lin} is not the largest code size whose 2 d r' parameters fit into P"
 
 
-matched_budget = Exercise(
-    key="03.4",
-    statement=("A non-linear autoencoder d -> hidden -> r -> hidden -> d (lora_edu's NonlinearAutoencoder: four "
-               "nn.Linear layers with biases, ReLU after the first and third). (a) How many parameters P does it "
-               "have? (b) What is the largest code size r' of a bias-free linear autoencoder with at most P "
-               "parameters?"),
-    checker=_check_matched_budget,
-    data={"d": 784, "hidden": 128, "r": 16},
-    answer_format="a pair (P, r_linear) of ints",
-)
-
-
 # --- 03.5 an orthonormal decoder ----------------------------------------------------------------
 
 
@@ -296,7 +268,10 @@ def _decoder_matrix() -> np.ndarray:
     return Q @ M
 
 
-def _check_orthonormal_decoder(answer, W_dec):
+@exercise("03.5", data={"W_dec": _decoder_matrix()}, answer_format="an (r, r) array")
+def orthonormal_decoder(answer, W_dec):
+    """A trained decoder W_dec (d x r) spans the right subspace but its columns are not orthonormal. Find an r x r
+    matrix M such that W_dec @ M has orthonormal columns."""
     r = W_dec.shape[1]
     M = _matrix(answer, (r, r), "M")
     Q = W_dec @ M
@@ -323,16 +298,6 @@ def _check_orthonormal_decoder(answer, W_dec):
     return False, f"(W_dec M)^T (W_dec M) differs from the identity by up to {err:.3g}; hint: QR, W_dec = Q R"
 
 
-orthonormal_decoder = Exercise(
-    key="03.5",
-    statement=("A trained decoder W_dec (d x r) spans the right subspace but its columns are not orthonormal. "
-               "Find an r x r matrix M such that W_dec @ M has orthonormal columns."),
-    checker=_check_orthonormal_decoder,
-    data={"W_dec": _decoder_matrix()},
-    answer_format="an (r, r) array",
-)
-
-
 # --- 03.6 open task: no centring -----------------------------------------------------------------
 
 
@@ -344,7 +309,11 @@ def _digits_train(test_fraction: float, split_seed: int) -> np.ndarray:
     return X[train_idx]
 
 
-def _check_uncentred(answer, r, test_fraction, split_seed):
+@exercise("03.6", data={"r": 8, "test_fraction": 0.2, "split_seed": 0}, answer_format="a float")
+def uncentred(answer, r, test_fraction, split_seed):
+    """Open task: train LinearAutoencoder(64, r) on the training digits *without* centring them, and explain what
+    happens. The checked part: the lowest training MSE a bias-free linear autoencoder with code size r can reach on the
+    uncentred training digits."""
     val = _number(answer)
     if val is None:
         return False, f"give one number (a float), got {answer!r}"
@@ -371,13 +340,3 @@ def _check_uncentred(answer, r, test_fraction, split_seed):
                        "uncentred X); training only approaches it")
     return False, f"{val:.6g} is not the rank-{r} optimum of the uncentred training digits"
 
-
-uncentred = Exercise(
-    key="03.6",
-    statement=("Open task: train LinearAutoencoder(64, r) on the training digits *without* centring them, and "
-               "explain what happens. The checked part: the lowest training MSE a bias-free linear autoencoder "
-               "with code size r can reach on the uncentred training digits."),
-    checker=_check_uncentred,
-    data={"r": 8, "test_fraction": 0.2, "split_seed": 0},
-    answer_format="a float",
-)

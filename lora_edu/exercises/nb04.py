@@ -1,11 +1,6 @@
 """Exercises of notebook 04 (a LoRA layer from scratch).
 
-Each exercise holds its problem; the learner passes only the answer::
-
-    from lora_edu.exercises import nb04
-    nb04.gpt2_medium_params.show()
-    answer = None                     # <- your answer
-    nb04.gpt2_medium_params.check(answer)
+How to use them, and how they are written: :mod:`lora_edu.exercises`.
 
 * 04.1 :data:`gpt2_medium_params` - trainable parameters of LoRA on GPT-2 medium's fused ``c_attn``;
 * 04.2 :data:`merge_conv1d` - the merged weight of a GPT-2 ``Conv1D`` layer (stored (in, out));
@@ -21,14 +16,13 @@ import math
 import numpy as np
 
 from lora_edu.exercises._core import (
-    Exercise,
     array_verdict,
     arrays_close,
     as_array,
     as_number,
-    count_verdict,
-    is_whole_number,
+    exercise,
     named_mistake,
+    params_verdict,
     read_only,
 )
 
@@ -38,9 +32,10 @@ __all__ = ["extract_lora", "gradients_at_init", "gpt2_medium_params", "merge_con
 # --- 04.1: count LoRA parameters on GPT-2 medium's c_attn ---------------------------------------
 
 
-def _check_gpt2_params(answer, n_layer: int, n_embd: int, r: int, target_modules: tuple[str, ...]):
-    if not is_whole_number(answer):
-        return False, f"give a whole number of parameters (an int), got {answer!r}"
+@exercise("04.1", data=dict(n_layer=24, n_embd=1024, r=16, target_modules=("c_attn",)), answer_format="an int")
+def gpt2_medium_params(answer, n_layer: int, n_embd: int, r: int, target_modules: tuple[str, ...]):
+    """LoRA with r = 16 on GPT-2 medium's attention input projection only (target_modules=['c_attn']): how many
+    trainable parameters does it add?"""
     k, d = n_embd, 3 * n_embd  # c_attn maps n_embd inputs to Q, K and V at once: d = 3 n_embd outputs
     right = n_layer * r * (k + d)
     why_right = (f"{n_layer} blocks x r (k + d) = {n_layer} x {r} x ({k} + {d}) = {right:,}: "
@@ -54,19 +49,8 @@ def _check_gpt2_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         n_layer * r * k * d: "r x k x d is not a LoRA count: A and B have r (k + d) numbers together, not r k d",
         n_layer * (k + d): f"that is rank 1; multiply by r = {r}",
     }
-    hint = (f"{answer:,} is not it: count A (r x k) and B (d x r) of c_attn in each of the "
-            f"{n_layer} blocks (what are k and d for c_attn?)")
-    return count_verdict(answer, right, why_right, known, hint)
-
-
-gpt2_medium_params = Exercise(
-    key="04.1",
-    statement=("LoRA with r = 16 on GPT-2 medium's attention input projection only "
-               "(target_modules=['c_attn']): how many trainable parameters does it add?"),
-    checker=_check_gpt2_params,
-    data=dict(n_layer=24, n_embd=1024, r=16, target_modules=("c_attn",)),
-    answer_format="an int",
-)
+    hint = f"count A (r x k) and B (d x r) of c_attn in each of the {n_layer} blocks (what are k and d for c_attn?)"
+    return params_verdict(answer, right, why_right, known, hint)
 
 
 # --- 04.2: merge into a Conv1D weight ---------------------------------------------------------
@@ -84,7 +68,10 @@ def _merge_problem() -> dict:
     )
 
 
-def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
+@exercise("04.2", data=read_only(_merge_problem()), answer_format="a (5, 3) array or tensor")
+def merge_conv1d(answer, W_stored, A, B, alpha, r):
+    """A GPT-2 Conv1D layer stores its weight as (in, out) = (k, d) and computes x W + b. Given its stored weight, a
+    trained adapter A (r x k), B (d x r), alpha and r, compute the merged stored weight."""
     ans = as_array(answer)
     s = alpha / r
     delta = B @ A  # (d, k): the update in nn.Linear's (out, in) layout
@@ -107,17 +94,6 @@ def _check_merge_conv1d(answer, W_stored, A, B, alpha, r):
     return array_verdict(ans, right, why_right, known, hint)
 
 
-merge_conv1d = Exercise(
-    key="04.2",
-    statement=("A GPT-2 Conv1D layer stores its weight as (in, out) = (k, d) and computes x W + b. "
-               "Given its stored weight, a trained adapter A (r x k), B (d x r), alpha and r, compute the "
-               "merged stored weight."),
-    checker=_check_merge_conv1d,
-    data=read_only(_merge_problem()),
-    answer_format="a (5, 3) array or tensor",
-)
-
-
 # --- 04.3: gradients at B = 0 -------------------------------------------------------------------
 
 
@@ -133,7 +109,11 @@ def _grad_problem() -> dict:
     )
 
 
-def _check_gradients(answer, X, A, G, alpha, r):
+@exercise("04.3", answer_format="a pair (grad_A, grad_B) of arrays, shapes (2, 5) and (3, 2)",
+          data=read_only(_grad_problem()))
+def gradients_at_init(answer, X, A, G, alpha, r):
+    """A LoRA layer computes H = X W0^T + s X A^T B^T (rows of X are the n examples), s = alpha / r, and B = 0 as at
+    initialisation. Given X, A and G = dL/dH, compute (dL/dA, dL/dB)."""
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         return False, "give a pair (grad_A, grad_B): grad_A of A's shape (r, k), grad_B of B's shape (d, r)"
     gA, gB = as_array(answer[0], "grad_A"), as_array(answer[1], "grad_B")
@@ -161,20 +141,14 @@ def _check_gradients(answer, X, A, G, alpha, r):
     return False, "grad_B is not s G^T X A^T; differentiate H = X W0^T + s X A^T B^T with respect to B"
 
 
-gradients_at_init = Exercise(
-    key="04.3",
-    statement=("A LoRA layer computes H = X W0^T + s X A^T B^T (rows of X are the n examples), s = alpha / r, "
-               "and B = 0 as at initialisation. Given X, A and G = dL/dH, compute (dL/dA, dL/dB)."),
-    checker=_check_gradients,
-    data=read_only(_grad_problem()),
-    answer_format="a pair (grad_A, grad_B) of arrays, shapes (2, 5) and (3, 2)",
-)
-
-
 # --- 04.4: the rsLoRA alpha that trains exactly like standard LoRA ---------------------------------
 
 
-def _check_rslora_alpha(answer, r_old, alpha_old, r_new):
+@exercise("04.4", data=dict(r_old=8, alpha_old=16, r_new=32), answer_format="a number (3 decimals are enough)")
+def rslora_alpha(answer, r_old, alpha_old, r_new):
+    """You tuned the learning rate for standard LoRA (s = lora_alpha / r) with lora_alpha = alpha_old at r_old, and
+    follow the paper: lora_alpha stays fixed when r changes. Now you train at r_new with use_rslora=True (s = lora_alpha
+    / sqrt(r)). Which lora_alpha makes this run identical to standard LoRA at r_new with lora_alpha = alpha_old?"""
     val = as_number(answer)
     if val is None:
         return False, f"give a number (lora_alpha), got {answer!r}"
@@ -206,18 +180,6 @@ def _check_rslora_alpha(answer, r_old, alpha_old, r_new):
                    f"has s = {s:g}")
 
 
-rslora_alpha = Exercise(
-    key="04.4",
-    statement=("You tuned the learning rate for standard LoRA (s = lora_alpha / r) with lora_alpha = alpha_old at "
-               "r_old, and follow the paper: lora_alpha stays fixed when r changes. Now you train at r_new with "
-               "use_rslora=True (s = lora_alpha / sqrt(r)). Which lora_alpha makes this run identical to standard "
-               "LoRA at r_new with lora_alpha = alpha_old?"),
-    checker=_check_rslora_alpha,
-    data=dict(r_old=8, alpha_old=16, r_new=32),
-    answer_format="a number (3 decimals are enough)",
-)
-
-
 # --- 04.5: extract a rank-r LoRA from an update -------------------------------------------------
 
 
@@ -230,7 +192,11 @@ def _extract_problem() -> dict:
     return dict(delta_W=U @ np.diag(sigma) @ V.T, r=3)
 
 
-def _check_extract(answer, delta_W, r):
+@exercise("04.5", answer_format="a pair (B, A): B of shape (12, 3), A of shape (3, 10)",
+          data=read_only(_extract_problem()))
+def extract_lora(answer, delta_W, r):
+    """Extract a rank-r LoRA from a (full fine-tuning) update delta_W: factors B (d x r) and A (r x k) that make
+    ||delta_W - B A||_F as small as any rank-r product can."""
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         return False, "give a pair (B, A) with B of shape (d, r) and A of shape (r, k)"
     B, A = as_array(answer[0], "B"), as_array(answer[1], "A")
@@ -257,12 +223,3 @@ def _check_extract(answer, delta_W, r):
         return False, "B A = 0 keeps none of delta W; take the top r singular triplets"
     return False, f"||delta W - B A||_F = {err:.4f}, but the best rank-{r} product reaches {best:.4f}"
 
-
-extract_lora = Exercise(
-    key="04.5",
-    statement=("Extract a rank-r LoRA from a (full fine-tuning) update delta_W: factors B (d x r) and A (r x k) "
-               "that make ||delta_W - B A||_F as small as any rank-r product can."),
-    checker=_check_extract,
-    data=read_only(_extract_problem()),
-    answer_format="a pair (B, A): B of shape (12, 3), A of shape (3, 10)",
-)

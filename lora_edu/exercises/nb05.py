@@ -1,4 +1,6 @@
-"""Exercises of notebook 05 (quantization to QLoRA). Each object holds its problem; pass only your answer.
+"""Exercises of notebook 05 (quantization to QLoRA).
+
+How to use them, and how they are written: :mod:`lora_edu.exercises`.
 
 * :data:`bfloat16_bits` - the sign, exponent and mantissa bits of -2.75 in bfloat16;
 * :data:`absmax_codes` - int8 absmax codes of a short vector, by hand;
@@ -16,7 +18,7 @@ import numbers
 import numpy as np
 import torch
 
-from lora_edu.exercises._core import Exercise, as_number, is_whole_number
+from lora_edu.exercises._core import as_number, exercise, is_whole_number
 
 __all__ = ["bfloat16_bits", "absmax_codes", "nf4_codes", "nf4_storage_bytes", "merge_target"]
 
@@ -48,7 +50,10 @@ def _float_bits(x: float, dtype: str) -> tuple[str, str, str]:
     return float_bits(x, dtype)
 
 
-def _check_bfloat16_bits(answer: object, x: float, dtype: str) -> tuple[bool, str]:
+@exercise("05.1", answer_format="a tuple of three strings of 0s and 1s: (sign, exponent, mantissa)",
+          data={"x": -2.75, "dtype": "bfloat16"})
+def bfloat16_bits(answer: object, x: float, dtype: str) -> tuple[bool, str]:
+    """Write the bits of -2.75 in bfloat16 as (sign, exponent, mantissa) strings."""
     from lora_edu.quant import FLOAT_FORMATS
 
     right = _float_bits(x, dtype)
@@ -92,19 +97,12 @@ def _check_bfloat16_bits(answer: object, x: float, dtype: str) -> tuple[bool, st
                    "padded with zeros to 7 bits")
 
 
-bfloat16_bits = Exercise(
-    key="05.1",
-    statement="Write the bits of -2.75 in bfloat16 as (sign, exponent, mantissa) strings.",
-    checker=_check_bfloat16_bits,
-    data={"x": -2.75, "dtype": "bfloat16"},
-    answer_format="a tuple of three strings of 0s and 1s: (sign, exponent, mantissa)",
-)
-
-
 # --- 2. absmax int8 codes by hand ----------------------------------------------------------------------
 
 
-def _check_absmax_codes(answer: object, x: tuple[float, ...], bits: int) -> tuple[bool, str]:
+@exercise("05.2", data={"x": (0.5, -1.2, 0.25, 2.0, 0.03), "bits": 8}, answer_format="a list of 5 ints")
+def absmax_codes(answer: object, x: tuple[float, ...], bits: int) -> tuple[bool, str]:
+    """Quantize x to signed int8 with absmax (one scale for the whole vector): give the integer codes."""
     xs = np.array(x, dtype=np.float32)
     qmax = 2 ** (bits - 1) - 1
     scale = np.float32(np.abs(xs).max()) / np.float32(qmax)
@@ -140,15 +138,6 @@ def _check_absmax_codes(answer: object, x: tuple[float, ...], bits: int) -> tupl
     return False, f"not round(x * {qmax} / max|x|); compute the scale from the largest |x| first"
 
 
-absmax_codes = Exercise(
-    key="05.2",
-    statement="Quantize x to signed int8 with absmax (one scale for the whole vector): give the integer codes.",
-    checker=_check_absmax_codes,
-    data={"x": (0.5, -1.2, 0.25, 2.0, 0.03), "bits": 8},
-    answer_format="a list of 5 ints",
-)
-
-
 # --- 3. NF4 codes of one block ------------------------------------------------------------------------
 
 
@@ -159,7 +148,10 @@ def _nf4_right(w: tuple[float, ...]) -> np.ndarray:
     return nearest_code(t / t.abs().max(), NF4_CODE).numpy().astype(float)
 
 
-def _check_nf4_codes(answer: object, block: tuple[float, ...]) -> tuple[bool, str]:
+@exercise("05.3", answer_format="a list of 8 ints in 0..15",
+          data={"block": (0.12, -0.40, 0.03, 0.80, -0.05, 0.26, -0.80, 0.0)})
+def nf4_codes(answer: object, block: tuple[float, ...]) -> tuple[bool, str]:
+    """NF4-quantize one block of 8 weights (blocksize 8): give the 4-bit code (0..15) of each weight."""
     from lora_edu.quant import NF4_CODE, nearest_code
 
     right = _nf4_right(block)
@@ -194,20 +186,14 @@ def _check_nf4_codes(answer: object, block: tuple[float, ...]) -> tuple[bool, st
                    "(compare with the midpoints between neighbouring levels)")
 
 
-nf4_codes = Exercise(
-    key="05.3",
-    statement="NF4-quantize one block of 8 weights (blocksize 8): give the 4-bit code (0..15) of each weight.",
-    checker=_check_nf4_codes,
-    data={"block": (0.12, -0.40, 0.03, 0.80, -0.05, 0.26, -0.80, 0.0)},
-    answer_format="a list of 8 ints in 0..15",
-)
-
-
 # --- 4. exact bytes of an NF4 weight with double quantization ------------------------------------------
 
 
-def _check_nf4_storage_bytes(answer: object, shape: tuple[int, int], blocksize: int,
+@exercise("05.4", data={"shape": (4096, 11008), "blocksize": 64, "dq_blocksize": 256}, answer_format="an int (bytes)")
+def nf4_storage_bytes(answer: object, shape: tuple[int, int], blocksize: int,
                              dq_blocksize: int) -> tuple[bool, str]:
+    """How many bytes does a 4096 x 11008 weight (one of LLaMA-7B's MLP matrices) take in NF4 with blocks of 64 and
+    double quantization (blocks of 256 constants), everything included?"""
     from lora_edu.quant import blockwise_4bit_bytes
 
     n = shape[0] * shape[1]
@@ -244,16 +230,6 @@ def _check_nf4_storage_bytes(answer: object, shape: tuple[int, int], blocksize: 
     return False, "bytes = n / 2 (codes) + one byte per block of 64 + 4 bytes per 256 blocks + 4 bytes of offset"
 
 
-nf4_storage_bytes = Exercise(
-    key="05.4",
-    statement=("How many bytes does a 4096 x 11008 weight (one of LLaMA-7B's MLP matrices) take in NF4 with blocks "
-               "of 64 and double quantization (blocks of 256 constants), everything included?"),
-    checker=_check_nf4_storage_bytes,
-    data={"shape": (4096, 11008), "blocksize": 64, "dq_blocksize": 256},
-    answer_format="an int (bytes)",
-)
-
-
 # --- 5. where to merge a QLoRA adapter -----------------------------------------------------------------
 
 
@@ -268,8 +244,15 @@ def _merge_problem():
     return W, B, A, Wq
 
 
-def _check_merge_target(answer: object, W: torch.Tensor, B: torch.Tensor, A: torch.Tensor, alpha: float, r: int,
+_W5, _B5, _A5, _ = _merge_problem()
+
+
+@exercise("05.5", answer_format="a (4, 8) tensor or array",
+          data={"W": _W5, "B": _B5, "A": _A5, "alpha": 4.0, "r": 2, "blocksize": 8})
+def merge_target(answer: object, W: torch.Tensor, B: torch.Tensor, A: torch.Tensor, alpha: float, r: int,
                         blocksize: int) -> tuple[bool, str]:
+    """A QLoRA adapter (B, A, alpha, r) was trained on the NF4 weight Q(W) of W (blocks of 8). Give the merged fp32
+    weight that computes exactly what the QLoRA layer computed."""
     from lora_edu.quant import nf4_dequantize, nf4_quantize
 
     try:
@@ -312,15 +295,3 @@ def _check_merge_target(answer: object, W: torch.Tensor, B: torch.Tensor, A: tor
     if torch.allclose(ans, W, atol=1e-5):
         return False, "that is W unchanged; the task is to merge the adapter"
     return False, "not Q(W) + (alpha / r) B A, with Q(W) the NF4 round trip of W in blocks of 8"
-
-
-_W5, _B5, _A5, _ = _merge_problem()
-
-merge_target = Exercise(
-    key="05.5",
-    statement=("A QLoRA adapter (B, A, alpha, r) was trained on the NF4 weight Q(W) of W (blocks of 8). Give the "
-               "merged fp32 weight that computes exactly what the QLoRA layer computed."),
-    checker=_check_merge_target,
-    data={"W": _W5, "B": _B5, "A": _A5, "alpha": 4.0, "r": 2, "blocksize": 8},
-    answer_format="a (4, 8) tensor or array",
-)

@@ -1,11 +1,6 @@
 """Exercises of notebook 06 (fine-tuning GPT-2 with PEFT).
 
-Each exercise holds its problem; the learner passes only the answer::
-
-    from lora_edu.exercises import nb06
-    nb06.lora_params_gpt2.show()
-    answer = None                     # <- your answer
-    nb06.lora_params_gpt2.check(answer)
+How to use them, and how they are written: :mod:`lora_edu.exercises`.
 
 * 06.1 :data:`lora_params_gpt2` - trainable parameters of LoRA on three module names of gpt2
   (``"c_proj"`` names two modules in every block);
@@ -20,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from lora_edu.exercises._core import Exercise, as_number, count_verdict, is_whole_number, named_mistake
+from lora_edu.exercises._core import as_number, exercise, is_whole_number, named_mistake, params_verdict
 
 __all__ = ["adam_state_bytes", "forgetting_nats", "lora_params_gpt2", "majority_and_chance", "underfitting_fixes"]
 
@@ -42,9 +37,11 @@ def _lora_count(n_layer: int, n_embd: int, r: int, names: Iterable[str]) -> int:
 # --- 06.1: LoRA on c_attn, c_proj and c_fc of gpt2 ------------------------------------------------
 
 
-def _check_lora_params(answer, n_layer: int, n_embd: int, r: int, target_modules: tuple[str, ...]):
-    if not is_whole_number(answer):
-        return False, f"give a whole number of parameters (an int), got {answer!r}"
+@exercise("06.1", answer_format="an int",
+          data=dict(n_layer=GPT2["n_layer"], n_embd=GPT2["n_embd"], r=16, target_modules=("c_attn", "c_proj", "c_fc")))
+def lora_params_gpt2(answer, n_layer: int, n_embd: int, r: int, target_modules: tuple[str, ...]):
+    """LoraConfig(r=16, target_modules=['c_attn', 'c_proj', 'c_fc']) on gpt2 (small): how many trainable parameters does
+    it add?"""
     right = _lora_count(n_layer, n_embd, r, target_modules)
     d = n_embd
     why_right = (f"{right:,}: per block r (in + out) for c_attn ({d} -> {3 * d}), attn.c_proj ({d} -> {d}), "
@@ -62,25 +59,19 @@ def _check_lora_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         GPT2["n_params"]: "that is the whole of gpt2; LoRA trains only the small A and B matrices",
         0: "LoRA does add parameters: A and B of every targeted module",
     }
-    hint = (f"{answer:,} is not it: list the modules whose names end with {list(target_modules)} in one "
-            "block (print(model.transformer.h[0]) shows them), add r (in + out) for each, times the blocks")
-    return count_verdict(answer, right, why_right, known, hint)
-
-
-lora_params_gpt2 = Exercise(
-    key="06.1",
-    statement=("LoraConfig(r=16, target_modules=['c_attn', 'c_proj', 'c_fc']) on gpt2 (small): how many "
-               "trainable parameters does it add?"),
-    checker=_check_lora_params,
-    data=dict(n_layer=GPT2["n_layer"], n_embd=GPT2["n_embd"], r=16, target_modules=("c_attn", "c_proj", "c_fc")),
-    answer_format="an int",
-)
+    hint = (f"list the modules whose names end with {list(target_modules)} in one block "
+            "(print(model.transformer.h[0]) shows them), add r (in + out) for each, times the blocks")
+    return params_verdict(answer, right, why_right, known, hint)
 
 
 # --- 06.2: AdamW state, full fine-tuning vs LoRA --------------------------------------------------
 
 
-def _check_adam_bytes(answer, n_params: int, lora_r: int, lora_targets: tuple[str, ...], bytes_per_number: int):
+@exercise("06.2", answer_format="a tuple of two ints (full, lora)",
+          data=dict(n_params=GPT2["n_params"], lora_r=8, lora_targets=("c_attn",), bytes_per_number=4))
+def adam_state_bytes(answer, n_params: int, lora_r: int, lora_targets: tuple[str, ...], bytes_per_number: int):
+    """How many bytes of AdamW state (fp32) do (a) full fine-tuning of gpt2 and (b) LoRA r = 8 on c_attn need? Answer
+    (full, lora)."""
     try:
         full, lora = answer
     except (TypeError, ValueError):
@@ -111,16 +102,6 @@ def _check_adam_bytes(answer, n_params: int, lora_r: int, lora_targets: tuple[st
     return False, "not yet: how many parameters train in each case, and how many bytes does AdamW keep per parameter?"
 
 
-adam_state_bytes = Exercise(
-    key="06.2",
-    statement=("How many bytes of AdamW state (fp32) do (a) full fine-tuning of gpt2 and (b) LoRA r = 8 on c_attn "
-               "need? Answer (full, lora)."),
-    checker=_check_adam_bytes,
-    data=dict(n_params=GPT2["n_params"], lora_r=8, lora_targets=("c_attn",), bytes_per_number=4),
-    answer_format="a tuple of two ints (full, lora)",
-)
-
-
 # --- 06.3: chance and the majority class on an unbalanced held-out set --------------------------
 
 #: Label counts of a fine-tuning set and of an unbalanced held-out set (notebook 06's own are balanced).
@@ -136,7 +117,12 @@ def _baselines(train: dict[str, int], test: dict[str, int]) -> tuple[float, floa
     return test[majority] / sum(test.values()), 1 / len(test)
 
 
-def _check_baselines(answer, train_counts: dict[str, int], test_counts: dict[str, int]):
+@exercise("06.3", answer_format="a tuple of two floats (majority, chance)",
+          data=dict(train_counts=_TRAIN_COUNTS, test_counts=_TEST_COUNTS))
+def majority_and_chance(answer, train_counts: dict[str, int], test_counts: dict[str, int]):
+    """A fine-tuning set and an unbalanced held-out set have the label counts below. What held-out exact match do (a)
+    always answering the training set's most frequent label and (b) guessing one of the 8 labels uniformly at random
+    get? Answer (majority, chance)."""
     try:
         majority, chance = answer
     except (TypeError, ValueError):
@@ -174,21 +160,13 @@ def _check_baselines(answer, train_counts: dict[str, int], test_counts: dict[str
     return False, "majority class: find the training set's most frequent label, then its share of the held-out set"
 
 
-majority_and_chance = Exercise(
-    key="06.3",
-    statement=("A fine-tuning set and an unbalanced held-out set have the label counts below. What held-out exact "
-               "match do (a) always answering the training set's most frequent label and (b) guessing one of the "
-               "8 labels uniformly at random get? Answer (majority, chance)."),
-    checker=_check_baselines,
-    data=dict(train_counts=_TRAIN_COUNTS, test_counts=_TEST_COUNTS),
-    answer_format="a tuple of two floats (majority, chance)",
-)
-
-
 # --- 06.4: forgetting in nats ---------------------------------------------------------------------
 
 
-def _check_nats(answer, ppl_before: float, ppl_after: float):
+@exercise("06.4", data=dict(ppl_before=4.0, ppl_after=5.0), answer_format="a float (nats per token)")
+def forgetting_nats(answer, ppl_before: float, ppl_after: float):
+    """Fine-tuning raised a model's perplexity on held-out pretraining text from ppl_before to ppl_after. By how many
+    nats per token did its mean loss on that text go up?"""
     x = as_number(answer)
     if x is None:
         return False, f"give a number (nats per token), got {answer!r}"
@@ -209,23 +187,18 @@ def _check_nats(answer, ppl_before: float, ppl_after: float):
     return False, "not yet: write both perplexities as exp(loss) and subtract the losses"
 
 
-forgetting_nats = Exercise(
-    key="06.4",
-    statement=("Fine-tuning raised a model's perplexity on held-out pretraining text from ppl_before to ppl_after. "
-               "By how many nats per token did its mean loss on that text go up?"),
-    checker=_check_nats,
-    data=dict(ppl_before=4.0, ppl_after=5.0),
-    answer_format="a float (nats per token)",
-)
-
-
 # --- 06.5: what helps an underfitting adapter -----------------------------------------------------
 
 _UNDERFIT = {"raise r", "target more modules", "train longer", "raise the learning rate"}
 _OVERFIT = {"lower r", "more dropout", "fewer modules", "stop earlier"}
 
 
-def _check_underfitting(answer, options: tuple[str, ...]):
+@exercise("06.5", answer_format="a set of option strings",
+          data=dict(options=("raise r", "lower r", "target more modules", "fewer modules", "more dropout",
+                       "train longer", "stop earlier", "raise the learning rate")))
+def underfitting_fixes(answer, options: tuple[str, ...]):
+    """An adapter underfits: held-out loss is still falling and exact match is low. Which of the options help? Choose
+    every one that does."""
     if isinstance(answer, str):
         answer = {answer}
     try:
@@ -248,13 +221,3 @@ def _check_underfitting(answer, options: tuple[str, ...]):
     return False, (f"right so far, but {missing} more option{'s' if missing > 1 else ''} "
                    f"also help{'s' if missing == 1 else ''}")
 
-
-underfitting_fixes = Exercise(
-    key="06.5",
-    statement=("An adapter underfits: held-out loss is still falling and exact match is low. Which of the options "
-               "help? Choose every one that does."),
-    checker=_check_underfitting,
-    data=dict(options=("raise r", "lower r", "target more modules", "fewer modules", "more dropout",
-                       "train longer", "stop earlier", "raise the learning rate")),
-    answer_format="a set of option strings",
-)

@@ -1,11 +1,6 @@
 """Exercises of notebook 07 (where LoRA went next: DoRA, PiSSA, adapter arithmetic).
 
-Each exercise holds its problem; the learner passes only the answer::
-
-    from lora_edu.exercises import nb07
-    nb07.dora_params.show()
-    answer = None                     # <- your answer
-    nb07.dora_params.check(answer)
+How to use them, and how they are written: :mod:`lora_edu.exercises`.
 
 * 07.1 :data:`dora_params` - trainable parameters of DoRA on GPT-2's ``c_attn``;
 * 07.2 :data:`dora_merge` - the merged weight of a DoRA layer, by hand;
@@ -18,31 +13,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from lora_edu.exercises._core import (
-    Exercise,
-    array_verdict,
-    arrays_close,
-    as_array,
-    count_verdict,
-    is_whole_number,
-    read_only,
-)
+from lora_edu.exercises._core import array_verdict, arrays_close, as_array, exercise, params_verdict, read_only
 
 __all__ = ["combine_adapters", "dora_merge", "dora_params", "pissa_as_lora", "pissa_factors"]
 
 
-def _pair(answer: object, names: str) -> tuple[np.ndarray, np.ndarray]:
+def _factors(answer: object, d: int, k: int, names: tuple[str, str], inner: str,
+             about: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """The pair ``answer`` as factors (B, A) of shapes (d, inner) and (inner, k), or (None, what is wrong)."""
+    b, a = names
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
-        raise TypeError(f"give a pair {names}")
-    return as_array(answer[0]), as_array(answer[1])
+        return None, f"give a pair ({b}, {a}): {about}"
+    B, A = as_array(answer[0]), as_array(answer[1])
+    if B.ndim == 2 and A.ndim == 2 and B.shape[0] == d and A.shape[1] == k and B.shape[1] == A.shape[0]:
+        return (B, A), ""
+    if B.ndim == 2 and A.ndim == 2 and B.shape[1] == k and A.shape[0] == d:
+        return None, f"swapped: give ({b}, {a}) with {b} of shape (d, {inner}) and {a} of shape ({inner}, k)"
+    return None, f"{b} must be (d, {inner}) = ({d}, ?) and {a} ({inner}, k) = (?, {k}) with the same {inner}"
 
 
 # --- 07.1: DoRA's parameter count -------------------------------------------------------------
 
 
-def _check_dora_params(answer, n_layer: int, n_embd: int, r: int, target_modules: tuple[str, ...]):
-    if not is_whole_number(answer):
-        return False, f"give a whole number of parameters (an int), got {answer!r}"
+@exercise("07.1", data=dict(n_layer=12, n_embd=768, r=8, target_modules=("c_attn",)), answer_format="an int")
+def dora_params(answer, n_layer: int, n_embd: int, r: int, target_modules: tuple[str, ...]):
+    """DoRA with r = 8 on GPT-2 small's attention input projection (target_modules=['c_attn'], 12 blocks, hidden size
+    768): how many trainable parameters does it add?"""
     k, d = n_embd, 3 * n_embd  # c_attn: n_embd inputs -> Q, K and V at once
     lora = n_layer * r * (k + d)
     right = lora + n_layer * d
@@ -57,19 +53,8 @@ def _check_dora_params(answer, n_layer: int, n_embd: int, r: int, target_modules
         n_layer * (r * (k + d) + k * d): "the magnitude is a vector, not a full matrix: d numbers, not d x k",
         n_layer * d: "that counts only the magnitudes; A and B train too",
     }
-    hint = (f"{answer:,} is not it: count A (r x k), B (d x r) and the magnitude vector, in each of "
-            f"{n_layer} blocks")
-    return count_verdict(answer, right, why_right, known, hint)
-
-
-dora_params = Exercise(
-    key="07.1",
-    statement=("DoRA with r = 8 on GPT-2 small's attention input projection (target_modules=['c_attn'], 12 blocks, "
-               "hidden size 768): how many trainable parameters does it add?"),
-    checker=_check_dora_params,
-    data=dict(n_layer=12, n_embd=768, r=8, target_modules=("c_attn",)),
-    answer_format="an int",
-)
+    hint = f"count A (r x k), B (d x r) and the magnitude vector, in each of {n_layer} blocks"
+    return params_verdict(answer, right, why_right, known, hint)
 
 
 # --- 07.2: merge a DoRA layer by hand --------------------------------------------------------
@@ -89,7 +74,10 @@ def _dora_problem() -> dict:
     )
 
 
-def _check_dora_merge(answer, W0, A, B, m, alpha, r):
+@exercise("07.2", data=read_only(_dora_problem()), answer_format="a (3, 4) array or tensor")
+def dora_merge(answer, W0, A, B, m, alpha, r):
+    """A trained DoRA layer has W0 (d x k, h = W0 x), A (r x k), B (d x r), the magnitudes m (d values), alpha and r.
+    Compute the weight W' that merging writes into the layer."""
     ans = as_array(answer)
     s = alpha / r
     V = W0 + s * B @ A
@@ -117,16 +105,6 @@ def _check_dora_merge(answer, W0, A, B, m, alpha, r):
     return array_verdict(ans, right, why_right, known, hint)
 
 
-dora_merge = Exercise(
-    key="07.2",
-    statement=("A trained DoRA layer has W0 (d x k, h = W0 x), A (r x k), B (d x r), the magnitudes m (d values), "
-               "alpha and r. Compute the weight W' that merging writes into the layer."),
-    checker=_check_dora_merge,
-    data=read_only(_dora_problem()),
-    answer_format="a (3, 4) array or tensor",
-)
-
-
 # --- 07.3: PiSSA's factors and residual --------------------------------------------------------
 
 
@@ -139,7 +117,11 @@ def _pissa_problem() -> dict:
     return dict(W0=U @ np.diag(sigma) @ V.T, r=2, alpha=4.0)
 
 
-def _check_pissa(answer, W0, r, alpha):
+@exercise("07.3", answer_format="a triple (B, A, W_res) of arrays, shapes (6, 2), (2, 5), (6, 5)",
+          data=read_only(_pissa_problem()))
+def pissa_factors(answer, W0, r, alpha):
+    """Initialise a PiSSA adapter of rank r (scaling s = alpha / r) on W0: give B (d x r), A (r x k) and the frozen
+    residual W_res, as PEFT's init_lora_weights='pissa' does."""
     if not isinstance(answer, (tuple, list)) or len(answer) != 3:
         return False, "give a triple (B, A, W_res): B (d, r), A (r, k) and the frozen residual W_res (d, k)"
     B, A, W_res = (as_array(a) for a in answer)
@@ -171,16 +153,6 @@ def _check_pissa(answer, W0, r, alpha):
                   "(any sign flip of a pair (u_i, v_i) is as good)")
 
 
-pissa_factors = Exercise(
-    key="07.3",
-    statement=("Initialise a PiSSA adapter of rank r (scaling s = alpha / r) on W0: give B (d x r), A (r x k) and "
-               "the frozen residual W_res, as PEFT's init_lora_weights='pissa' does."),
-    checker=_check_pissa,
-    data=read_only(_pissa_problem()),
-    answer_format="a triple (B, A, W_res) of arrays, shapes (6, 2), (2, 5), (6, 5)",
-)
-
-
 # --- 07.4: the exact weighted sum of two adapters ----------------------------------------------
 
 
@@ -194,16 +166,16 @@ def _combine_problem() -> dict:
     )
 
 
-def _check_combine(answer, B1, A1, s1, B2, A2, s2, w1, w2):
-    try:
-        B, A = _pair(answer, "(B, A)")
-    except TypeError as exc:
-        return False, f"{exc}: B (d, r_total) and A (r_total, k), with scaling 1"
-    d, k = B1.shape[0], A1.shape[1]
-    if B.ndim != 2 or A.ndim != 2 or B.shape[0] != d or A.shape[1] != k or B.shape[1] != A.shape[0]:
-        if B.ndim == 2 and A.ndim == 2 and B.shape[1] == k and A.shape[0] == d:
-            return False, "swapped: give (B, A) with B of shape (d, r_total) and A of shape (r_total, k)"
-        return False, f"B must be (d, r_total) = ({d}, ?) and A (r_total, k) = (?, {k}) with the same r_total"
+@exercise("07.4", answer_format="a pair (B, A): B of shape (4, r_total), A of shape (r_total, 5)",
+          data=read_only(_combine_problem()))
+def combine_adapters(answer, B1, A1, s1, B2, A2, s2, w1, w2):
+    """Two adapters (B1, A1, scaling s1) and (B2, A2, s2) were trained on one base. Build one adapter (B, A), used with
+    scaling 1, that adds exactly w1 times the first update plus w2 times the second."""
+    factors, why = _factors(answer, B1.shape[0], A1.shape[1], ("B", "A"), "r_total",
+                            "B (d, r_total) and A (r_total, k), with scaling 1")
+    if factors is None:
+        return False, why
+    B, A = factors
     right = w1 * s1 * B1 @ A1 + w2 * s2 * B2 @ A2
     got = B @ A
     why_right = (f"B A = w1 s1 B1 A1 + w2 s2 B2 A2 with rank up to {B1.shape[1] + B2.shape[1]}: e.g. B = [B1, B2] "
@@ -226,16 +198,6 @@ def _check_combine(answer, B1, A1, s1, B2, A2, s2, w1, w2):
     return array_verdict(got, right, why_right, known, hint)
 
 
-combine_adapters = Exercise(
-    key="07.4",
-    statement=("Two adapters (B1, A1, scaling s1) and (B2, A2, s2) were trained on one base. Build one adapter "
-               "(B, A), used with scaling 1, that adds exactly w1 times the first update plus w2 times the second."),
-    checker=_check_combine,
-    data=read_only(_combine_problem()),
-    answer_format="a pair (B, A): B of shape (4, r_total), A of shape (r_total, 5)",
-)
-
-
 # --- 07.5: a trained PiSSA adapter as a plain LoRA for the original W0 --------------------------
 
 
@@ -251,14 +213,16 @@ def _pissa_lora_problem() -> dict:
     )
 
 
-def _check_pissa_as_lora(answer, B0, A0, B, A, s):
-    try:
-        Bn, An = _pair(answer, "(B_new, A_new)")
-    except TypeError as exc:
-        return False, f"{exc}: factors of a LoRA that adds s B_new A_new to the original W0"
-    d, k = B.shape[0], A.shape[1]
-    if Bn.ndim != 2 or An.ndim != 2 or Bn.shape[0] != d or An.shape[1] != k or Bn.shape[1] != An.shape[0]:
-        return False, f"B_new must be (d, r_new) = ({d}, ?) and A_new (r_new, k) = (?, {k})"
+@exercise("07.5", answer_format="a pair (B_new, A_new): B_new of shape (5, r_new), A_new of shape (r_new, 4)",
+          data=read_only(_pissa_lora_problem()))
+def pissa_as_lora(answer, B0, A0, B, A, s):
+    """A PiSSA adapter started at (B0, A0) with the residual W_res = W0 - s B0 A0 frozen, and trained to (B, A). Give
+    factors (B_new, A_new) of a plain LoRA, same scaling s, for the original W0 that computes the same layer."""
+    factors, why = _factors(answer, B.shape[0], A.shape[1], ("B_new", "A_new"), "r_new",
+                            "factors of a LoRA that adds s B_new A_new to the original W0")
+    if factors is None:
+        return False, why
+    Bn, An = factors
     right = B @ A - B0 @ A0  # W_res + s B A = W0 + s (B A - B0 A0)
     got = Bn @ An
     why_right = (f"W_res + s B A = W0 + s (B A - B0 A0): e.g. B_new = [B, -B0], A_new = [A; A0], rank "
@@ -275,13 +239,3 @@ def _check_pissa_as_lora(answer, B0, A0, B, A, s):
     hint = "s B_new A_new must equal the whole change from the original W0, s (B A - B0 A0)"
     return array_verdict(got, right, why_right, known, hint)
 
-
-pissa_as_lora = Exercise(
-    key="07.5",
-    statement=("A PiSSA adapter started at (B0, A0) with the residual W_res = W0 - s B0 A0 frozen, and trained to "
-               "(B, A). Give factors (B_new, A_new) of a plain LoRA, same scaling s, for the original W0 that "
-               "computes the same layer."),
-    checker=_check_pissa_as_lora,
-    data=read_only(_pissa_lora_problem()),
-    answer_format="a pair (B_new, A_new): B_new of shape (5, r_new), A_new of shape (r_new, 4)",
-)

@@ -46,6 +46,7 @@ body, .jp-RenderedHTMLCommon, .widget-label { font-size: 26px !important; }
 .lora-edu-readout b { font-size: 60px; color: #1f4e9c; }
 .lora-edu-explorer .noUi-handle:focus { outline: 4px solid #1f4e9c; }
 .lora-edu-picture { zoom: 1.4; }
+.lora-edu-picture .lora-edu-readout { zoom: 0.7143; }  /* the readout sits in the picture grid: keep it at 30 px */
 """
 
 #: Presenter keys: PageDown / n next screen, PageUp / p previous; the first slider takes the focus.

@@ -202,23 +202,27 @@ LATENCY_CELLS = (
 )
 
 # Resolves with the milliseconds from the key press to the new picture: the readout/label text
-# changed, every layer image whose source changed has decoded, and a frame has been painted.
+# changed, every layer image is a new one and has decoded, and a frame has been painted. Elements
+# are looked up again on every change, since a view may replace them rather than edit them.
 _WATCH = """
 ([root, textSelector]) => new Promise(resolve => {
-  const text = root.querySelector(textSelector);
-  const layers = [...root.querySelectorAll('.lora-edu-layer')];
-  const before = {text: text.textContent, srcs: layers.map(img => img.src)};
-  let t0 = null;
-  const done = () => {
-    if (t0 === null || text.textContent === before.text) return false;
-    return layers.every((img, i) => img.src !== before.srcs[i] && img.complete);
-  };
+  const text = () => root.querySelector(textSelector)?.textContent;
+  const layers = () => [...root.querySelectorAll('img.lora-edu-layer')];
+  const before = {text: text(), srcs: layers().map(img => img.src)};
+  const options = {subtree: true, childList: true, characterData: true, attributes: true};
+  let t0 = null, waiting = false;
   const check = () => {
-    if (done()) { observer.disconnect(); requestAnimationFrame(() => resolve(performance.now() - t0)); }
+    if (waiting || t0 === null || text() === before.text) return;
+    const now = layers();
+    if (!now.every((img, i) => img.src !== before.srcs[i])) return;
+    waiting = true;
+    observer.disconnect();
+    Promise.all(now.map(img => img.decode())).then(
+      () => requestAnimationFrame(() => resolve(performance.now() - t0)),
+      () => { waiting = false; observer.observe(root, options); check(); });  // replaced while decoding
   };
   const observer = new MutationObserver(check);
-  observer.observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
-  layers.forEach(img => img.addEventListener('load', check));
+  observer.observe(root, options);
   document.addEventListener('keydown', () => { t0 = performance.now(); }, {capture: true, once: true});
   window.__loraEduWatching = true;
 })
@@ -247,7 +251,8 @@ def measure_latency(page, lab: Server, notebook: str, presses: int = 20) -> dict
     noop = page.locator(f"{PANEL} .lora-edu-noop").first
     explorer = page.locator(f"{PANEL} .lora-edu-explorer").first
     explorer.scroll_into_view_if_needed()
-    page.wait_for_function("el => el.querySelector('.lora-edu-layer')?.complete", arg=explorer.element_handle())
+    page.wait_for_function("el => el.querySelector('img.lora-edu-layer')?.complete",
+                           arg=explorer.element_handle())
     times: dict[str, list[float]] = {"noop": [], "explorer": []}
     for i in range(presses):
         key = "ArrowRight" if (i // 5) % 2 == 0 else "ArrowLeft"  # stay inside both sliders' ranges

@@ -26,7 +26,7 @@ type of each cell into the notebook's cell metadata (``metadata.slideshow.slide_
 JupyterLab's slideshow tools such as RISE); ``make execute`` re-applies it.
 
 :func:`build_slides` converts with nbconvert's reveal.js exporter and a template of ours that loads
-nothing from the internet: reveal.js 5.2.1 ships inside this package (``assets/reveal.js``, MIT, see
+nothing from the internet: reveal.js 5.2.1 ships inside this package (``assets/vendor/reveal.js``, MIT, see
 its ``VENDORED.md``), MathJax comes from the ``jupyter-server-mathjax`` Python package, figures are
 embedded, and widget outputs are replaced by their static picture.
 """
@@ -621,7 +621,7 @@ def _assets() -> Path:
 
 def reveal_dir() -> Path:
     """The vendored reveal.js (package data): the files the slides load, with their licences."""
-    return _assets() / "reveal.js"
+    return _assets() / "vendor" / "reveal.js"
 
 
 def template_dir() -> Path:
