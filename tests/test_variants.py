@@ -457,6 +457,22 @@ def test_qpissa_explorer_numbers_and_frames():
         qpissa_explorer(torch.zeros(4, 4))
 
 
+def test_qpissa_explorer_maps_have_a_colour_scale_with_units():
+    from lora_edu.explorers import qpissa_explorer
+
+    W = torch.randn(24, 40, generator=torch.Generator().manual_seed(0))
+    ex = qpissa_explorer(W, ranks=[2, 8])
+    rms = float(W.pow(2).mean().sqrt())
+    for fig, n_maps in ((ex.picture.fig, 1), (ex.static_figure(), len(ex.static_positions()))):
+        bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        assert len(bars) == 1, "one colour scale, shared by the maps"
+        label = bars[0].get_ylabel()
+        assert "units of W" in label and f"{rms:.3f}" in label
+        lo, hi = bars[0].get_ylim()
+        assert lo == 0 and hi == pytest.approx(ex.vmax)  # the scale the maps are drawn with
+        assert sum(bool(ax.images) for ax in fig.axes) == n_maps
+
+
 def test_explorer_slider_moves_update_the_frame():
     pytest.importorskip("ipywidgets")
     from lora_edu.explorers import qpissa_explorer

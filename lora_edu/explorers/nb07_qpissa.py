@@ -66,6 +66,7 @@ class QPissaExplorer(Explorer):
         self.random_errors = {r: float(torch.linalg.norm(G - nf4_restore(G, r, blocksize, g_factors)))
                               / float(torch.linalg.norm(G)) for r in ranks}
         self.vmax = float(np.quantile(self.maps[0], 0.99)) or 1.0
+        self.rms = float(W.pow(2).mean().sqrt())  # the typical size of an entry of W, for the colour scale
         start = min(ranks, key=lambda r: abs(r - 16))
         super().__init__([Control("r", "rank r kept in full precision", ranks, start, attr="slider")],
                          title=f"QLoRA vs QPiSSA on {name} ({d} x {k})")
@@ -112,9 +113,16 @@ class QPissaExplorer(Explorer):
         self.ax_m.set_xlabel("input j")
         self.ax_m.set_ylabel("output i")
         self.ax_m.grid(False)
-        fig.colorbar(im, ax=self.ax_m, label="absolute error")
+        self.colorbar(fig, im, self.ax_m)
         fig.tight_layout()
         return {"map": im}
+
+    def colorbar(self, fig: Figure, im: AxesImage, axes) -> None:
+        """The maps' colour scale, drawn once: ``|W_ij - W_hat_ij|`` in W's own units (every map shares
+        ``vmin = 0`` and ``vmax``, so one scale serves the live map and all the small multiples)."""
+        bar = fig.colorbar(im, ax=axes, fraction=0.08, pad=0.03)
+        bar.set_label(f"error |W_ij - W_hat_ij|\n(units of W; RMS of W: {self.rms:.3f})", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
 
     def laid_out(self, picture) -> None:
         """Store the live picture's base PNG on an adaptive palette (the same to the eye, ~3x smaller
@@ -160,6 +168,12 @@ class QPissaExplorer(Explorer):
         settings = "; ".join(", ".join(f"{k} = {_fmt(v)}" for k, v in p.items()) for p in self.static_positions())
         return {"image/png": base64.b64encode(data).decode("ascii"),
                 "text/plain": f"{self.title}, static picture at: {settings}"}
+
+    def static_figure(self) -> Figure:
+        """The framework's small multiples, plus the maps' shared colour scale."""
+        fig = super().static_figure()
+        self.colorbar(fig, fig.axes[0].images[0], [ax for ax in fig.axes if ax.images])
+        return fig
 
     def static_positions(self) -> list[dict[str, int]]:
         wanted = [0, 4, 16, 64]
