@@ -90,7 +90,7 @@ class QPissaExplorer(Explorer):
                 label="QLoRA: NF4(W)")
         ax.plot(x, [100 * self.errors[r] for r in rs], color=QPISSA, marker="o", label="QPiSSA: NF4(W - W_r) + W_r")
         ax.plot(x, [100 * self.predicted[r] for r in rs], color=PRED, linestyle=":", marker="",
-                label="predicted: err_0 sqrt(1 - energy_r)")
+                label=r"predicted: $e_0 \sqrt{1 - \mathrm{energy}_r}$")
         ax.plot(x, [100 * self.random_errors[r] for r in rs], color=RANDOM, linestyle="-.", marker="^",
                 label="control: Gaussian matrix, same size")
         ax.set_xscale("log", base=2)
@@ -106,7 +106,7 @@ class QPissaExplorer(Explorer):
                                          label="the top r (into the adapter)")], fontsize=7, loc="lower left")
         self._error_axes(self.ax_e)
         current = Line2D([], [], color=MARK, marker="o", markersize=8, linestyle="", label="current r")
-        self.ax_e.legend(handles=[*self.ax_e.get_lines(), current], fontsize=6.5, loc="lower left")
+        self.ax_e.legend(handles=[*self.ax_e.get_lines(), current], fontsize=7, loc="lower left")
         im = self.ax_m.imshow(self.maps[r], cmap="gray_r", vmin=0, vmax=self.vmax, origin="upper",
                               interpolation="nearest", aspect="auto")
         self.ax_m.set_title(f"|W - W_hat|, corner {self.maps[r].shape[0]} x {self.maps[r].shape[1]}", fontsize=9)
@@ -120,8 +120,8 @@ class QPissaExplorer(Explorer):
     def colorbar(self, fig: Figure, im: AxesImage, axes) -> None:
         """The maps' colour scale, drawn once: ``|W_ij - W_hat_ij|`` in W's own units (every map shares
         ``vmin = 0`` and ``vmax``, so one scale serves the live map and all the small multiples)."""
-        bar = fig.colorbar(im, ax=axes, fraction=0.08, pad=0.03)
-        bar.set_label(f"error |W_ij - W_hat_ij|\n(units of W; RMS of W: {self.rms:.3f})", fontsize=7)
+        bar = fig.colorbar(im, ax=axes, fraction=0.08, pad=0.03, extend="max")  # clipped at vmax
+        bar.set_label(f"error $|W_{{ij}} - \\widehat{{W}}_{{ij}}|$\n(units of W; RMS of W: {self.rms:.3f})", fontsize=8)
         bar.ax.tick_params(labelsize=7)
 
     def laid_out(self, picture) -> None:
@@ -184,7 +184,8 @@ class QPissaExplorer(Explorer):
         ax.imshow(self.maps[r], cmap="gray_r", vmin=0, vmax=self.vmax, interpolation="nearest", aspect="auto")
         ax.grid(False)
         label = "QLoRA (r = 0)" if r == 0 else f"QPiSSA, r = {r}"
-        ax.set_title(f"{label}\nerror {100 * self.errors[r]:.2f} %", fontsize=9)
+        h, w = self.maps[r].shape
+        ax.set_title(f"{label}: error {100 * self.errors[r]:.2f} %\n(top-left {h} x {w} entries)", fontsize=9)
         ax.set_xlabel("input j")
         ax.set_ylabel("output i" if ax.get_subplotspec().is_first_col() else "")
 
@@ -193,7 +194,7 @@ class QPissaExplorer(Explorer):
         for p in positions:
             ax.plot([max(p["r"], 0.5)], [100 * self.errors[p["r"]]], color=MARK, marker="o", markersize=7,
                     linestyle="")
-        ax.legend(fontsize=6, loc="lower left")
+        ax.legend(fontsize=7, loc="lower left")
         ax.set_ylabel("relative error (%)")
         ax.set_title("error vs r (dots: the maps shown)", fontsize=9)
 
